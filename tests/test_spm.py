@@ -167,7 +167,7 @@ def test_flop_count_reflects_the_folded_guide_attention():
     "kw,phrase",
     [
         ({"in_dim": 30, "out_dim": 64}, "divisible by 4"),
-        ({"in_dim": 32, "out_dim": 60}, "divisible by the number of heads"),
+        ({"in_dim": 32, "out_dim": 60}, "divisible by gle_heads"),
         ({"in_dim": 32, "out_dim": 64, "kernel_sizes": (3, 4, 5, 7)}, "odd"),
         ({"in_dim": 32, "out_dim": 64, "kernel_sizes": (3, 3, 5, 7)}, "distinct"),
         ({"in_dim": 32, "out_dim": 64, "guide_kernel": 6}, "guide_kernel"),

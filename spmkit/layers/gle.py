@@ -37,9 +37,9 @@ class GuideAttention(nn.Module):
         super().__init__()
         if num_heads < 1 or dim % num_heads != 0:
             raise ValueError(
-                f"guided local enhancement splits its {dim} channels into {num_heads} attention heads, so "
-                f"the merging's out_dim must be divisible by the number of heads; got out_dim={dim}, "
-                f"heads={num_heads}."
+                f"guided local enhancement splits its {dim} output channels into gle_heads={num_heads} "
+                f"attention heads, so out_dim must be divisible by gle_heads: make the stage's dim a multiple "
+                f"of {num_heads} or set the merging's gle_heads to a divisor of {dim}."
             )
         self.dim, self.num_heads = dim, num_heads
         self.head_dim = dim // num_heads
