@@ -57,10 +57,13 @@ CASES = [  # (in_dim, out_dim, input H, W, extra SPM parameters)
 ]
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["one-chunk", "row-chunks"])
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("in_dim,out_dim,h,w,kw", CASES)
-def test_fast_spm_equals_reference_forward_and_gradients(in_dim, out_dim, h, w, kw, train):
+def test_fast_spm_equals_reference_forward_and_gradients(in_dim, out_dim, h, w, kw, train, chunked):
     ours, ref = _pair(in_dim, out_dim, **kw)
+    if chunked:  # one row of windows per chunk (CPU chunking), padded rows included
+        ours.gle.cpu_chunk_elements = 1
     ours.train(train)
     ref.train(train)
     x = torch.randn(3, h, w, in_dim, generator=torch.Generator().manual_seed(1))
