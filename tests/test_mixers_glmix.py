@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from spmkit.blocks.glmix import GLNetBlock
 from spmkit.mixers.global_attn import GlobalAttention
 from spmkit.mixers.glmix import GLMix
-from tests._mixer_checks import MAP_SIZES, assert_grads_reach_every_parameter
+from _mixer_checks import MAP_SIZES, assert_grads_reach_every_parameter
 
 
 def naive_glmix(m: GLMix, x: torch.Tensor, hw, source=None) -> torch.Tensor:

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from spmkit.mixers.global_attn import GlobalAttention, relative_position_index
-from tests._mixer_checks import MAP_SIZES, assert_grads_reach_every_parameter
+from _mixer_checks import MAP_SIZES, assert_grads_reach_every_parameter
 
 
 def naive_attention(m: GlobalAttention, x: torch.Tensor, hw) -> torch.Tensor:

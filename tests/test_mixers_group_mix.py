@@ -3,7 +3,7 @@ import torch
 
 from spmkit.blocks.group_mix import GroupMixBlock
 from spmkit.mixers.group_mix import GroupMixAttention
-from tests._mixer_checks import MAP_SIZES, assert_grads_reach_every_parameter
+from _mixer_checks import MAP_SIZES, assert_grads_reach_every_parameter
 
 
 def naive_group_mix(m: GroupMixAttention, x: torch.Tensor, hw) -> torch.Tensor:
@@ -73,15 +73,29 @@ def test_grads_reach_every_parameter():
 
 @pytest.mark.parametrize("hw", [(6, 6), (5, 9)])
 def test_block_shape_and_grads(hw):
-    blk = GroupMixBlock(40, 8, 4.0, 0.1, GroupMixAttention(40, 8), norm_layer=torch.nn.LayerNorm)
+    blk = GroupMixBlock(40, 4.0, 0.1, GroupMixAttention(40, 8), torch.nn.LayerNorm, torch.nn.GELU, norm_eps=1e-6)
     x = torch.randn(2, hw[0] * hw[1], 40)
     out = blk(x, hw)
     assert out.shape == x.shape
     assert_grads_reach_every_parameter(blk, out)
 
 
+def test_block_norm_eps_gives_layernorm():
+    from spmkit.layers.norm import BatchNormTokens
+
+    blk = GroupMixBlock(40, 4.0, 0.0, GroupMixAttention(40, 8), BatchNormTokens, torch.nn.GELU, norm_eps=1e-6)
+    assert type(blk.norm1) is torch.nn.LayerNorm and blk.norm2.eps == 1e-6
+    assert isinstance(GroupMixBlock(40, 4.0, 0.0, None, BatchNormTokens, torch.nn.GELU).norm2, BatchNormTokens)
+
+
+def test_block_cpe_skips_class_token():
+    blk = GroupMixBlock(8, 2.0, 0.0, None, torch.nn.LayerNorm, torch.nn.GELU)
+    x = torch.randn(1, 1 + 12, 8)
+    torch.testing.assert_close(blk.cpe(x, (3, 4))[:, 0], x[:, 0])
+
+
 def test_block_cpe_is_residual_dwconv():
-    blk = GroupMixBlock(8, 1, 2.0, 0.0, None, norm_layer=torch.nn.LayerNorm).eval()
+    blk = GroupMixBlock(8, 2.0, 0.0, None, torch.nn.LayerNorm, torch.nn.GELU).eval()
     torch.nn.init.zeros_(blk.mlp.fc2.weight), torch.nn.init.zeros_(blk.mlp.fc2.bias)
     x = torch.randn(1, 12, 8)
     ref = x + torch.nn.functional.conv2d(
@@ -96,4 +110,4 @@ def test_bad_config_errors():
     with pytest.raises(ValueError, match="sum to heads"):
         GroupMixAttention(40, 4)
     with pytest.raises(ValueError, match="odd"):
-        GroupMixBlock(40, 8, 4.0, 0.0, None, norm_layer=torch.nn.LayerNorm, cpe_kernel=2)
+        GroupMixBlock(40, 4.0, 0.0, None, torch.nn.LayerNorm, torch.nn.GELU, cpe_kernel=2)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Callable, Literal
 
 import torch
-from timm.layers import DropPath
 from torch import nn
 
-from spmkit.layers.layer_scale import LayerScale
+from spmkit.blocks.transformer import LayerScale
+from spmkit.layers.drop import DropPath
 from spmkit.layers.tokens import nchw_to_tokens, tokens_to_nchw
 from spmkit.mixers.glmix import GLMix
 from spmkit.registry import BLOCKS
@@ -40,9 +40,10 @@ class GLNetBlock(nn.Module):
     """``x += dwconv(x)`` (if ``cpe_kernel``); ``x += DP(LS(mixer(norm1 x)))``; ``x += DP(LS(mlp(norm2 x)))``.
 
     Covers the official ``GLMixBlock``, ``MHSA_NCHW_Block`` (mixer ``global``) and ``MHSA_Block``
-    (mixer ``global``, ``cpe_kernel: 0``, ``attn_norm``/``mlp_norm: layernorm``). ``attn_norm`` /
-    ``mlp_norm``: ``model`` uses the blueprint's norm, ``layernorm`` a LayerNorm with eps 1e-6 as the
-    official MHSA blocks hard-code. A GLMix mixer gets the block input as its slot source, as released.
+    (mixer ``global``, ``cpe_kernel: 0``, ``mlp_norm: layernorm``). ``attn_norm`` / ``mlp_norm``:
+    ``model`` uses the blueprint's norm, ``layernorm`` a LayerNorm with eps 1e-6 as the official MHSA
+    blocks hard-code; ``auto`` (attention norm only) is ``model`` before a GLMix mixer and ``layernorm``
+    before any other, as released. A GLMix mixer gets the block input as its slot source, as released.
     ``layer_scale <= 0`` disables layer scale. ``mixer: null`` gives the MLP branch only.
     """
 
@@ -59,7 +60,7 @@ class GLNetBlock(nn.Module):
         cpe_kernel: int = 0,
         mlp_dw: bool = False,
         layer_scale: float = -1.0,
-        attn_norm: Literal["model", "layernorm"] = "model",
+        attn_norm: Literal["auto", "model", "layernorm"] = "auto",
         mlp_norm: Literal["model", "layernorm"] = "model",
         device=None,
         dtype=None,
@@ -73,6 +74,8 @@ class GLNetBlock(nn.Module):
             return nn.LayerNorm(dim, eps=1e-6, **dd) if kind == "layernorm" else norm_layer(dim, **dd)
 
         self.pos_conv = nn.Conv2d(dim, dim, cpe_kernel, padding=cpe_kernel // 2, groups=dim, **dd) if cpe_kernel else None
+        if attn_norm == "auto":
+            attn_norm = "model" if isinstance(mixer, GLMix) else "layernorm"
         self.norm1 = make_norm(attn_norm) if mixer is not None else None
         self.mixer = mixer
         self.ls1 = LayerScale(dim, layer_scale, **dd) if layer_scale > 0 and mixer is not None else nn.Identity()

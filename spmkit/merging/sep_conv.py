@@ -6,8 +6,7 @@ import torch
 from torch import nn
 
 from spmkit.layers.separable_conv import SeparableConv2d
-from spmkit.layers.simple_act import ActName, make_act
-from spmkit.registry import MERGING
+from spmkit.registry import ACTS, MERGING
 
 
 @MERGING.register("sep_conv")
@@ -23,18 +22,21 @@ class SepConvMerging(nn.Module):
         *,
         stride: int = 2,
         kernel_size: int = 3,
-        act: ActName = "hardswish",
+        act: str = "hardswish",
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
         if kernel_size % 2 == 0 or stride < 1:
             raise ValueError(f"sep_conv needs an odd kernel_size and stride >= 1, got {kernel_size} / {stride}.")
+        if act not in ACTS:
+            raise ValueError(f"sep_conv act {act!r} is not a registered activation ({', '.join(ACTS.names())}).")
+        act_cls = ACTS.get(act)
         dd = dict(device=device, dtype=dtype)
         self.stride = stride
         self.proj = SeparableConv2d(in_dim, out_dim, kernel_size, stride, kernel_size // 2, **dd)
         self.norm = nn.BatchNorm2d(out_dim, **dd)
-        self.act = make_act(act)
+        self.act = act_cls()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.norm(self.proj(x.permute(0, 3, 1, 2))))

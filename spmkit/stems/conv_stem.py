@@ -6,8 +6,7 @@ import torch
 from torch import nn
 
 from spmkit.layers.separable_conv import SeparableConv2d
-from spmkit.layers.simple_act import ActName, make_act
-from spmkit.registry import STEMS
+from spmkit.registry import ACTS, STEMS
 
 
 @STEMS.register("conv_stem")
@@ -25,7 +24,7 @@ class ConvStem(nn.Module):
         out_dim: int,
         *,
         mid_dim: int | None = None,
-        act: ActName = "gelu",
+        act: str = "gelu",
         final_act: bool = True,
         embed: bool = False,
         device=None,
@@ -35,19 +34,22 @@ class ConvStem(nn.Module):
         mid = mid_dim or out_dim // 2
         if mid < 1:
             raise ValueError(f"conv_stem needs mid_dim >= 1, got {mid} (out_dim {out_dim}).")
+        if act not in ACTS:
+            raise ValueError(f"conv_stem act {act!r} is not a registered activation ({', '.join(ACTS.names())}).")
+        act_cls = ACTS.get(act)
         dd = dict(device=device, dtype=dtype)
         self.reduction = 4
         self.proj1 = nn.Conv2d(in_chans, mid, 3, 2, 1, **dd)
         self.norm1 = nn.BatchNorm2d(mid, **dd)
-        self.act1 = make_act(act)
+        self.act1 = act_cls()
         self.proj2 = nn.Conv2d(mid, out_dim, 3, 2, 1, **dd)
         self.norm2 = nn.BatchNorm2d(out_dim, **dd)
-        self.act2 = make_act(act) if final_act else nn.Identity()
+        self.act2 = act_cls() if final_act else nn.Identity()
         if embed:
             self.embed = nn.Sequential()
             self.embed.add_module("proj", SeparableConv2d(out_dim, out_dim, 3, 1, 1, **dd))
             self.embed.add_module("norm", nn.BatchNorm2d(out_dim, **dd))
-            self.embed.add_module("act", make_act(act))
+            self.embed.add_module("act", act_cls())
         else:
             self.embed = None
 
