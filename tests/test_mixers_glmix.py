@@ -77,8 +77,8 @@ def test_block_variants_shape_and_grads(hw):
     bn = lambda d, **k: torch.nn.LayerNorm(d, **k)  # noqa: E731
     for mixer, kw in [
         (GLMix(32, 1, num_slots=16), dict(cpe_kernel=3, mlp_dw=True, layer_scale=0.1)),
-        (GlobalAttention(32, 1), dict(cpe_kernel=3, mlp_dw=True, attn_norm="layernorm")),
-        (GlobalAttention(32, 1), dict(attn_norm="layernorm", mlp_norm="layernorm")),
+        (GlobalAttention(32, 1), dict(cpe_kernel=3, mlp_dw=True, norm_eps=1e-6)),
+        (GlobalAttention(32, 1), dict(norm_eps=1e-6)),
         (None, {}),
     ]:
         blk = GLNetBlock(32, 1, 3.0, 0.1, mixer, norm_layer=bn, **kw)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+import functools
+from typing import Callable
 
 import torch
 from torch import nn
@@ -40,10 +41,9 @@ class GLNetBlock(nn.Module):
     """``x += dwconv(x)`` (if ``cpe_kernel``); ``x += DP(LS(mixer(norm1 x)))``; ``x += DP(LS(mlp(norm2 x)))``.
 
     Covers the official ``GLMixBlock``, ``MHSA_NCHW_Block`` (mixer ``global``) and ``MHSA_Block``
-    (mixer ``global``, ``cpe_kernel: 0``, ``mlp_norm: layernorm``). ``attn_norm`` / ``mlp_norm``:
-    ``model`` uses the blueprint's norm, ``layernorm`` a LayerNorm with eps 1e-6 as the official MHSA
-    blocks hard-code; ``auto`` (attention norm only) is ``model`` before a GLMix mixer and ``layernorm``
-    before any other, as released. A GLMix mixer gets the block input as its slot source, as released.
+    (mixer ``global``, ``cpe_kernel: 0``, ``mlp_dw: false``). ``norm_eps`` set: both norms are plain
+    LayerNorms with that eps (GLNet: 1e-6, while its stem, transitions and final norm are BatchNorm)
+    instead of the model norm. A GLMix mixer gets the block input as its slot source, as released.
     ``layer_scale <= 0`` disables layer scale. ``mixer: null`` gives the MLP branch only.
     """
 
@@ -60,8 +60,7 @@ class GLNetBlock(nn.Module):
         cpe_kernel: int = 0,
         mlp_dw: bool = False,
         layer_scale: float = -1.0,
-        attn_norm: Literal["auto", "model", "layernorm"] = "auto",
-        mlp_norm: Literal["model", "layernorm"] = "model",
+        norm_eps: float | None = None,
         device=None,
         dtype=None,
     ) -> None:
@@ -69,17 +68,13 @@ class GLNetBlock(nn.Module):
         if cpe_kernel < 0 or (cpe_kernel and cpe_kernel % 2 == 0):
             raise ValueError(f"glmix block cpe_kernel must be odd (or 0 for none), got {cpe_kernel}.")
         dd = dict(device=device, dtype=dtype)
-
-        def make_norm(kind: str) -> nn.Module:
-            return nn.LayerNorm(dim, eps=1e-6, **dd) if kind == "layernorm" else norm_layer(dim, **dd)
-
+        if norm_eps is not None:
+            norm_layer = functools.partial(nn.LayerNorm, eps=norm_eps)
         self.pos_conv = nn.Conv2d(dim, dim, cpe_kernel, padding=cpe_kernel // 2, groups=dim, **dd) if cpe_kernel else None
-        if attn_norm == "auto":
-            attn_norm = "model" if isinstance(mixer, GLMix) else "layernorm"
-        self.norm1 = make_norm(attn_norm) if mixer is not None else None
+        self.norm1 = norm_layer(dim, **dd) if mixer is not None else None
         self.mixer = mixer
         self.ls1 = LayerScale(dim, layer_scale, **dd) if layer_scale > 0 and mixer is not None else nn.Identity()
-        self.norm2 = make_norm(mlp_norm)
+        self.norm2 = norm_layer(dim, **dd)
         self.mlp = ConvMlp(dim, int(dim * mlp_ratio), act_layer, mlp_dw, **dd)
         self.ls2 = LayerScale(dim, layer_scale, **dd) if layer_scale > 0 else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
