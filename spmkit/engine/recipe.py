@@ -52,7 +52,8 @@ class TrainRecipe(BaseModel):
     decay_milestones: list[int] = Field(default_factory=lambda: [90, 180, 270])
     decay_rate: float = 0.1
     # precision and speed
-    amp: Literal["bf16", "fp16", "none"] = "bf16"
+    amp: Literal["auto", "bf16", "fp16", "none"] = Field(
+        "auto", description="autocast dtype; auto -> bf16 on CUDA, none (fp32) on CPU")
     channels_last: bool = False
     compile: bool = False
     grad_checkpointing: bool = False
@@ -83,12 +84,14 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def load_recipe(cls: type[R], path: str | Path | None = None, overrides: Sequence[str] = ()) -> R:
-    """Build ``cls`` from its defaults, an optional YAML file and ``KEY=VALUE`` overrides (YAML-parsed values).
+def load_recipe(cls: type[R], path: str | Path | None = None, overrides: Sequence[str] = (),
+                base: dict[str, Any] | None = None) -> R:
+    """Build ``cls`` from its defaults (or ``base``, a stored recipe), a YAML file and ``KEY=VALUE`` overrides.
 
-    Raises ``RecipeError`` naming every invalid field.
+    Override values are parsed as YAML (``lr=1e-3``, ``scale=[0.5,1]``). Raises ``RecipeError`` naming
+    every invalid field.
     """
-    data: dict[str, Any] = {}
+    data: dict[str, Any] = dict(base or {})
     source = "<defaults>"
     if path is not None:
         source = str(path)

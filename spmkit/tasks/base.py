@@ -24,6 +24,7 @@ What the engine calls, in this order (``self.recipe`` is a validated ``recipe_cl
     for each batch (already moved to the device by task.to_device):
         loss, scalars = task.training_loss(model, batch)  # inside autocast; engine does backward/step
     metrics = task.evaluate(model, val_loader, ctx)   # every rank calls it; see below
+    # spmkit eval: info = task.eval_data_info(data_dir, stored_info); build_model; build_dataset("val")
     task.end_of_epoch(ctx) -> dict                    # extra scalars, e.g. skipped corrupt images
 
 Rules a task must keep:
@@ -102,6 +103,14 @@ def move_to_device(batch: Any, device: torch.device, channels_last: bool = False
     return batch
 
 
+def autocast_for(amp: str, device: torch.device) -> torch.autocast:
+    """``torch.autocast`` for a recipe's ``amp`` setting on ``device``."""
+    if amp == "auto":
+        amp = "bf16" if device.type == "cuda" else "none"
+    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype, enabled=amp != "none")
+
+
 class Task(ABC):
     """One kind of training problem; see the module docstring for the engine's calling order."""
 
@@ -131,6 +140,11 @@ class Task(ABC):
     def build_dataset(self, data_dir: Path, split: Split, model: nn.Module, info: dict[str, Any]) -> Dataset:
         """The ``split`` dataset with its transforms (train: augmentation; val: evaluation transform)."""
 
+    def eval_data_info(self, data_dir: Path, stored: dict[str, Any] | None) -> dict[str, Any]:
+        """``info`` for evaluating ``data_dir``: ``stored`` (from the checkpoint) checked against the folder,
+        or, for weights without a run (``--weights``), whatever ``build_model`` needs from the val split."""
+        return stored if stored is not None else self.data_info(data_dir)
+
     def collate_fn(self, split: Split) -> Callable[[list[Any]], Any] | None:
         """The DataLoader ``collate_fn``; ``None`` uses torch's default."""
         return None
@@ -144,6 +158,10 @@ class Task(ABC):
         from spmkit.engine.init_weights import load_init_weights
 
         return load_init_weights(self.init_target(model), path)
+
+    def autocast(self, device: torch.device) -> torch.autocast:
+        """The autocast context of ``recipe.amp`` for ``device`` (``auto``: bf16 on CUDA, off on CPU)."""
+        return autocast_for(self.recipe.amp, device)
 
     # -- training -------------------------------------------------------------------------------
     def setup_training(self, model: nn.Module, info: dict[str, Any]) -> None:
