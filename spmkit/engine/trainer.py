@@ -166,7 +166,11 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
         try:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
+            changed = sorted(k for k, v in recipe.model_dump(mode="json").items() if ckpt["recipe"].get(k) != v)
+            if changed:  # the schedule is rebuilt from the new recipe; the step counter carries over
+                rep.message(f"recipe changed on resume: {', '.join(changed)}")
+            else:
+                scheduler.load_state_dict(ckpt["scheduler"])
             if ckpt.get("scaler"):
                 scaler.load_state_dict(ckpt["scaler"])
             if ema is not None and ckpt.get("ema") is not None:
