@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spmkit.dense.backbone_params import BackboneParamHints
 from spmkit.dense.features import MultiScaleFeatures
 from spmkit.dense.semantic_fpn import SemanticFPNHead
 from spmkit.dense.upernet import UperNetHead
@@ -15,9 +16,11 @@ from spmkit.dense.upernet import UperNetHead
 SEG_HEADS = ("semantic_fpn", "upernet")
 
 
-class Segmentor(nn.Module):
+class Segmentor(BackboneParamHints, nn.Module):
     """Normalises, pads the batch to a multiple of 32 (so every merging type sees even sizes at every
     stage), runs backbone and head, upsamples the logits bilinearly and crops the padding away."""
+
+    backbone_path = "backbone.body"
 
     def __init__(
         self,
