@@ -54,6 +54,12 @@ class DistContext:
         dist.broadcast_object_list(box, src=src)
         return box[0]
 
+    def broadcast_buffers(self, module: torch.nn.Module, src: int = 0) -> None:
+        """Copy rank ``src``'s buffers (e.g. BatchNorm statistics) to every process, as DDP does per forward."""
+        if self.distributed:
+            for buf in module.buffers():
+                dist.broadcast(buf, src=src)
+
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()

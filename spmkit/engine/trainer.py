@@ -267,6 +267,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
         row.update({f"{k}": v for k, v in task.end_of_epoch(ctx).items()})
         last_epoch = epoch + 1 == recipe.epochs
         if (epoch + 1) % recipe.eval_every_epochs == 0 or last_epoch:
+            ctx.broadcast_buffers(model)  # every shard is evaluated with the weights rank 0 will save
             metrics = task.evaluate(model, val_loader, ctx)
             if ema is not None:
                 ema_metrics = task.evaluate(ema.module, val_loader, ctx)
