@@ -68,9 +68,17 @@ class SpmMaskRCNN(BackboneParamHints, MaskRCNN):
 
 
 class SpmRetinaNet(BackboneParamHints, RetinaNet):
-    """torchvision's ``RetinaNet`` plus the backbone's optimizer hints (state_dict keys are torchvision's)."""
+    """torchvision's ``RetinaNet`` plus the backbone's optimizer hints (state_dict keys are torchvision's).
+
+    Labels are 1..K with index 0 reserved as in torchvision's COCO models; focal loss never makes 0 a
+    positive, and its (untrained) detections are dropped here.
+    """
 
     backbone_path = BACKBONE_PATH
+
+    def postprocess_detections(self, *args, **kwargs):
+        dets = super().postprocess_detections(*args, **kwargs)
+        return [{k: v[d["labels"] > 0] for k, v in d.items()} for d in dets]
 
 
 def build_detector_model(backbone: nn.Module, recipe: DetectionRecipe, num_classes: int) -> nn.Module:
