@@ -12,8 +12,9 @@ from torch import nn
 
 
 def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
-    """GroupNorm with the largest group count <= ``groups`` that divides ``channels``."""
-    return nn.GroupNorm(math.gcd(groups, channels), channels)
+    """GroupNorm with the largest group count <= ``groups`` that leaves >= 2 channels a group (so pooled
+    1x1 maps still have several values to normalise over)."""
+    return nn.GroupNorm(math.gcd(groups, max(1, channels // 2)), channels)
 
 
 class ConvNormAct(nn.Sequential):

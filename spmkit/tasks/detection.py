@@ -81,12 +81,30 @@ class SpmRetinaNet(BackboneParamHints, RetinaNet):
         return [{k: v[d["labels"] > 0] for k, v in d.items()} for d in dets]
 
 
+def _check_detector_kwargs(recipe: DetectionRecipe) -> None:
+    """torchvision passes unknown keyword arguments on silently; refuse names no constructor declares."""
+    import inspect
+
+    from torchvision.models.detection.faster_rcnn import FasterRCNN
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    chain = (MaskRCNN, FasterRCNN) if recipe.detector == "mask_rcnn" else (RetinaNet,)
+    known = {n for c in chain + (GeneralizedRCNNTransform,) for n in inspect.signature(c.__init__).parameters}
+    bad = sorted(set(recipe.detector_kwargs) - known - {"self", "kwargs"})
+    if bad:
+        raise DetectionRecipeError(
+            f"detector_kwargs: {', '.join(bad)} not an argument of torchvision's {chain[0].__name__} "
+            f"(see its documentation for the names)."
+        )
+
+
 def build_detector_model(backbone: nn.Module, recipe: DetectionRecipe, num_classes: int) -> nn.Module:
     """The recipe's detector for ``num_classes`` foreground classes on ``backbone``: torchvision's classes,
     configured (box / mask head widths as the recipe says, predictors sized for the classes)."""
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 
     mean, std = mean_std(backbone)
+    _check_detector_kwargs(recipe)
     common: dict[str, Any] = dict(
         min_size=recipe.min_size, max_size=recipe.max_size, image_mean=list(mean), image_std=list(std),
     )
