@@ -1,0 +1,1 @@
+"""Measuring models: FLOPs/MACs (``flops``), and in later modules latency, memory and traces."""
