@@ -23,3 +23,13 @@ def make_imagefolder(root: Path, classes: int = 3, train_per_class: int = 8, val
                 ext = ".png" if i % 2 else ".jpg"
                 Image.fromarray(img).save(d / f"img_{i:03d}{ext}")
     return root
+
+
+#: model and recipe settings that keep a training test at a few seconds on one CPU core
+TEST_MODEL = "timm:test_resnet"
+FAST = ["--workers", "0", "--set", "img_size=32", "--set", "warmup_epochs=1", "--set", "log_every_steps=1"]
+
+
+def train_args(data: Path, out: Path, epochs: int = 2, batch_size: int = 4, *extra: str) -> list[str]:
+    return ["train", "--blueprint", TEST_MODEL, "--data", str(data), "--output", str(out), "--epochs", str(epochs),
+            "--batch-size", str(batch_size), *FAST, *extra]

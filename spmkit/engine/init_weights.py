@@ -56,4 +56,5 @@ def load_init_weights(model: nn.Module, source: str | Path | dict[str, Any]) -> 
     skipped = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
     filtered = {k: v for k, v in sd.items() if k not in skipped}
     result = model.load_state_dict(filtered, strict=False)
-    return {"missing": list(result.missing_keys), "unexpected": list(result.unexpected_keys), "skipped": skipped}
+    missing = [k for k in result.missing_keys if k not in skipped]
+    return {"missing": missing, "unexpected": list(result.unexpected_keys), "skipped": skipped}

@@ -30,6 +30,7 @@ from spmkit.engine.recipe import load_recipe
 from spmkit.engine.reporter import LogReporter, NullReporter, Reporter
 from spmkit.engine.run_dir import RunDir, versions
 from spmkit.engine.sampler import ShardSampler
+from spmkit.engine.step import TrainStep
 from spmkit.errors import CheckpointError, DataError, SpmkitError
 from spmkit.registry import TASKS
 from spmkit.tasks.base import ModelSpec, Task, unwrap
@@ -166,7 +167,11 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
         try:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
+            changed = sorted(k for k, v in recipe.model_dump(mode="json").items() if ckpt["recipe"].get(k) != v)
+            if changed:  # the schedule is rebuilt from the new recipe; the step counter carries over
+                rep.message(f"recipe changed on resume: {', '.join(changed)}")
+            else:
+                scheduler.load_state_dict(ckpt["scheduler"])
             if ckpt.get("scaler"):
                 scaler.load_state_dict(ckpt["scaler"])
             if ema is not None and ckpt.get("ema") is not None:
@@ -206,6 +211,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
             "rng": rng_state(), "metrics": metrics or {}, "versions": versions(), "world_size": ctx.world_size,
         }
 
+    stepper = TrainStep(task, model, train_model, optimizer, scheduler, scaler, ema, recipe, ctx, step=step)
     fault_step = int(os.environ.get(FAULT_ENV, "0") or 0)
     rows: list[dict[str, Any]] = []
     for epoch in range(start_epoch, recipe.epochs):
@@ -215,48 +221,38 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
         torch.manual_seed(recipe.seed + ctx.rank + 1009 * epoch + 7919 * step)  # worker seeds of this pass
         rep.start_epoch(epoch + 1, recipe.epochs, batches, batch_in_epoch)
         t0, seen = time.perf_counter(), 0
+        loss_acc = torch.tensor(loss_sum, dtype=torch.float64, device=ctx.device)
+        shown_loss = float("nan")
         i = batch_in_epoch
         it = iter(train_loader)
         while i < batches:
             batch = task.to_device(next(it), ctx.device)
             at_update = (i + 1) % recipe.accum_steps == 0
-            sync_ctx = train_model.no_sync() if (ctx.distributed and not at_update) else _nullctx()
-            with sync_ctx:
-                with task.autocast(ctx.device):
-                    loss, _scalars = task.training_loss(train_model, batch)
-                if not torch.isfinite(loss):
-                    raise SpmkitError(f"the training loss became {loss.item()} at step {step} (epoch {epoch + 1}); "
-                                      f"lower the lr, enable clip_grad, or check the data.")
-                scaler.scale(loss / recipe.accum_steps).backward()
-            loss_sum += float(loss.detach())
+            loss = stepper(batch, at_update)
+            loss_acc += loss.double()
             loss_count += 1
             seen += task.batch_size_of(batch) * ctx.world_size
             i += 1
-            if at_update:
-                if recipe.clip_grad is not None:
-                    scaler.unscale_(optimizer)
-                    from timm.utils import dispatch_clip_grad
-
-                    dispatch_clip_grad(model.parameters(), recipe.clip_grad, mode=recipe.clip_mode)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                if ema is not None:
-                    ema.update(model, step=step)
-                scheduler.step_update(num_updates=step)
-                cur_lr = _lr(optimizer)
-                if step % recipe.log_every_steps == 0 or i == batches:
-                    run.log_step({"step": step, "epoch": epoch + 1, "lr": cur_lr, "loss": float(loss.detach())})
-                rep.step(i, float(loss.detach()), cur_lr, seen / max(time.perf_counter() - t0, 1e-9))
-                if recipe.ckpt_every_steps and step % recipe.ckpt_every_steps == 0 and i < batches:
-                    if ctx.is_main:
-                        save_checkpoint(state(epoch, i, None), run.last)
-                if fault_step and step == fault_step and ctx.is_main:
-                    os.kill(os.getpid(), signal.SIGKILL)
+            if not at_update:
+                continue
+            step = stepper.step
+            if step % recipe.log_every_steps == 0 or i == batches or step == 1:
+                shown_loss = float(loss)
+                if not math.isfinite(shown_loss):
+                    raise SpmkitError(f"the training loss became {shown_loss} at step {step} (epoch {epoch + 1}); "
+                                      f"lower the lr, enable clip_grad, or check the data.")
+                run.log_step({"step": step, "epoch": epoch + 1, "lr": _lr(optimizer), "loss": shown_loss})
+            rep.step(i, shown_loss, _lr(optimizer), seen / max(time.perf_counter() - t0, 1e-9))
+            if recipe.ckpt_every_steps and step % recipe.ckpt_every_steps == 0 and i < batches:
+                loss_sum = float(loss_acc)
+                if ctx.is_main:
+                    save_checkpoint(state(epoch, i, None), run.last)
+            if fault_step and step == fault_step and ctx.is_main:
+                os.kill(os.getpid(), signal.SIGKILL)
         elapsed = time.perf_counter() - t0
         scheduler.step(epoch + 1)
         batch_in_epoch = 0
+        loss_sum = float(loss_acc)
         totals = torch.tensor([loss_sum, float(loss_count)], dtype=torch.float64, device=ctx.device)
         ctx.all_reduce_sum(totals)
         row: dict[str, Any] = {"epoch": epoch + 1, "step": step,
@@ -305,10 +301,3 @@ def _lr(optimizer: torch.optim.Optimizer) -> float:
             return float(g["lr"])
     return float(optimizer.param_groups[0]["lr"])
 
-
-class _nullctx:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *a: Any) -> None:
-        return None
