@@ -16,6 +16,8 @@ pytest.importorskip("skimage")
 from spmkit.data.coco import CocoDetection
 from spmkit.dense.coco_eval import CocoEvaluator, detections_to_coco
 
+BACKBONE = "tiny_swin"  # a tiny spmkit blueprint (blueprints/tiny/)
+
 
 def coins_to_coco(root: Path) -> Path:
     """Write the coins photo as train2017 (and a mirrored copy) and val2017, one ``coin`` category."""
@@ -86,7 +88,7 @@ def test_mask_rcnn_trains_on_coins(coins_root, tmp_path):
                  "box_head_dim=64", "mask_head_dim=16", "lr=5e-4", "warmup_iters=0",
                  "detector_kwargs={rpn_pre_nms_top_n_train: 300, rpn_post_nms_top_n_train: 100, "
                  "box_batch_size_per_image: 64}"]
-    rows = train(TrainConfig(model=ModelSpec("timm:test_resnet"), data=coins_root, output=out,
+    rows = train(TrainConfig(model=ModelSpec(BACKBONE), data=coins_root, output=out,
                              task="detection", overrides=overrides))
     assert [r["epoch"] for r in rows] == [1, 2]
     assert rows[1]["train_loss"] < rows[0]["train_loss"]

@@ -13,6 +13,8 @@ SMALL = ["batch_size=2", "workers=0", "min_size=64", "max_size=96", "fpn_channel
          "mask_head_dim=16", "detector_kwargs={rpn_pre_nms_top_n_train: 100, rpn_post_nms_top_n_train: 50, "
          "box_batch_size_per_image: 32}"]
 
+BACKBONE = "tiny_pvt"  # a tiny spmkit blueprint (blueprints/tiny/)
+
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
@@ -42,7 +44,7 @@ def test_train_and_evaluate(shapes, tmp_path, detector):
     from spmkit.tasks.base import ModelSpec
 
     out = tmp_path / "run"
-    rows = train(TrainConfig(model=ModelSpec("timm:test_resnet"), data=shapes, output=out, task="detection",
+    rows = train(TrainConfig(model=ModelSpec(BACKBONE), data=shapes, output=out, task="detection",
                              overrides=SMALL + ["epochs=1", f"detector={detector}"]
                              + (["detector_kwargs={}"] if detector == "retinanet" else [])))
     assert rows[-1]["step"] == 3
@@ -58,4 +60,4 @@ def test_bad_detector_kwargs_are_reported(shapes):
 
     t = DetectionTask(load_recipe(DetectionRecipe, None, ["detector_kwargs={no_such_arg: 1}"]))
     with pytest.raises(SpmkitError, match="detector_kwargs"):
-        t.build_model(ModelSpec("timm:test_resnet"), {"num_classes": 3})
+        t.build_model(ModelSpec(BACKBONE), {"num_classes": 3})

@@ -10,6 +10,8 @@ from spmkit.tasks.segmentation import SegmentationRecipe, SegmentationTask
 
 SMALL = ["batch_size=2", "workers=0", "scale=[96,64]", "crop_size=[64,64]", "fpn_channels=16", "head_channels=16"]
 
+BACKBONE = "tiny_swin"  # a tiny spmkit blueprint (blueprints/tiny/)
+
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
@@ -39,7 +41,7 @@ def test_train_and_evaluate(scenes, tmp_path, head):
     from spmkit.tasks.base import ModelSpec
 
     out = tmp_path / "run"
-    rows = train(TrainConfig(model=ModelSpec("timm:test_resnet"), data=scenes, output=out, task="segmentation",
+    rows = train(TrainConfig(model=ModelSpec(BACKBONE), data=scenes, output=out, task="segmentation",
                              overrides=SMALL + ["iters=4", "epochs=2", f"head={head}"]))
     assert [r["step"] for r in rows] == [2, 4]
     assert rows[-1]["lr"] == pytest.approx(0.0)  # poly decays to min_lr 0 at the last iteration
