@@ -8,7 +8,8 @@ import torch
 
 from spmkit.dense.backbone_fpn import BackboneFPN
 from spmkit.dense.features import MultiScaleFeatures
-from spmkit.tasks.detection import DetectionRecipe, SpmMaskRCNN, SpmRetinaNet, build_detector_model
+from spmkit.dense.detector import SpmMaskRCNN, SpmRetinaNet
+from spmkit.tasks.detection import DetectionRecipe, build_detector_model
 
 SMALL = dict(fpn_channels=32, box_head_dim=64, mask_head_dim=16, min_size=64, max_size=96,
              detector_kwargs={"rpn_pre_nms_top_n_train": 100, "rpn_post_nms_top_n_train": 50,
@@ -59,7 +60,8 @@ def _targets():
 @pytest.mark.parametrize("detector", ["mask_rcnn", "retinanet"])
 def test_detector_trains_and_predicts_at_odd_sizes(detector):
     torch.manual_seed(0)
-    model = build_detector_model(_backbone(), DetectionRecipe(detector=detector, **SMALL), num_classes=3)
+    kw = SMALL if detector == "mask_rcnn" else {**SMALL, "detector_kwargs": {}}
+    model = build_detector_model(_backbone(), DetectionRecipe(detector=detector, **kw), num_classes=3)
     assert isinstance(model, SpmMaskRCNN if detector == "mask_rcnn" else SpmRetinaNet)
     images = [torch.rand(3, 70, 90), torch.rand(3, 60, 50)]
     losses = model(images, _targets())

@@ -11,20 +11,16 @@ import torch
 from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from torchvision.models.detection import MaskRCNN, RetinaNet
 
-from spmkit.data.coco import CocoDetection, coco_paths, collate_detection, load_coco_api
+from spmkit.data.coco import CocoDetection, collate_detection
 from spmkit.data.detection_transforms import DetectionTransform
-from spmkit.dense.backbone_fpn import BackboneFPN
-from spmkit.dense.backbone_params import BackboneParamHints
 from spmkit.dense.coco_eval import STAT_NAMES, CocoEvaluator, detections_to_coco
+from spmkit.dense.detector import build_detector
 from spmkit.engine.recipe import TrainRecipe
 from spmkit.errors import DataError, SpmkitError
 from spmkit.registry import TASKS
 from spmkit.tasks.base import ModelSpec, Split, Task, unwrap
 from spmkit.tasks.dense_common import build_backbone, mean_std, world_size
-
-BACKBONE_PATH = "backbone.body.body"  # detector.backbone (BackboneFPN) .body (MultiScaleFeatures) .body
 
 
 class DetectionRecipe(TrainRecipe):
@@ -61,76 +57,20 @@ class DetectionRecipeError(SpmkitError):
     """A detection recipe setting torchvision refuses."""
 
 
-class SpmMaskRCNN(BackboneParamHints, MaskRCNN):
-    """torchvision's ``MaskRCNN`` plus the backbone's optimizer hints (state_dict keys are torchvision's)."""
-
-    backbone_path = BACKBONE_PATH
-
-
-class SpmRetinaNet(BackboneParamHints, RetinaNet):
-    """torchvision's ``RetinaNet`` plus the backbone's optimizer hints (state_dict keys are torchvision's).
-
-    Labels are 1..K with index 0 reserved as in torchvision's COCO models; focal loss never makes 0 a
-    positive, and its (untrained) detections are dropped here.
-    """
-
-    backbone_path = BACKBONE_PATH
-
-    def postprocess_detections(self, *args, **kwargs):
-        dets = super().postprocess_detections(*args, **kwargs)
-        return [{k: v[d["labels"] > 0] for k, v in d.items()} for d in dets]
-
-
-def _check_detector_kwargs(recipe: DetectionRecipe) -> None:
-    """torchvision passes unknown keyword arguments on silently; refuse names no constructor declares."""
-    import inspect
-
-    from torchvision.models.detection.faster_rcnn import FasterRCNN
-    from torchvision.models.detection.transform import GeneralizedRCNNTransform
-
-    chain = (MaskRCNN, FasterRCNN) if recipe.detector == "mask_rcnn" else (RetinaNet,)
-    known = {n for c in chain + (GeneralizedRCNNTransform,) for n in inspect.signature(c.__init__).parameters}
-    bad = sorted(set(recipe.detector_kwargs) - known - {"self", "kwargs"})
-    if bad:
-        raise DetectionRecipeError(
-            f"detector_kwargs: {', '.join(bad)} not an argument of torchvision's {chain[0].__name__} "
-            f"(see its documentation for the names)."
-        )
-
-
 def build_detector_model(backbone: nn.Module, recipe: DetectionRecipe, num_classes: int) -> nn.Module:
-    """The recipe's detector for ``num_classes`` foreground classes on ``backbone``: torchvision's classes,
-    configured (box / mask head widths as the recipe says, predictors sized for the classes)."""
-    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
-
+    """The recipe's detector for ``num_classes`` foreground classes on ``backbone``."""
     mean, std = mean_std(backbone)
-    _check_detector_kwargs(recipe)
-    common: dict[str, Any] = dict(
-        min_size=recipe.min_size, max_size=recipe.max_size, image_mean=list(mean), image_std=list(std),
-    )
     try:
-        if recipe.detector == "mask_rcnn":
-            from torchvision.models.detection.faster_rcnn import TwoMLPHead
-            from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-
-            c = recipe.fpn_channels
-            fpn = BackboneFPN(backbone, out_channels=c, extra="maxpool")
-            return SpmMaskRCNN(
-                fpn, None, box_score_thresh=recipe.score_threshold,
-                box_detections_per_img=recipe.detections_per_img,
-                box_head=TwoMLPHead(c * 7 * 7, recipe.box_head_dim),
-                box_predictor=FastRCNNPredictor(recipe.box_head_dim, num_classes + 1),
-                mask_head=MaskRCNNHeads(c, [recipe.mask_head_dim] * 4, 1),
-                mask_predictor=MaskRCNNPredictor(recipe.mask_head_dim, recipe.mask_head_dim, num_classes + 1),
-                **common, **recipe.detector_kwargs,
-            )
-        fpn = BackboneFPN(backbone, out_channels=recipe.fpn_channels, extra="p6p7")
-        return SpmRetinaNet(
-            fpn, num_classes + 1, score_thresh=recipe.score_threshold, detections_per_img=recipe.detections_per_img,
-            **common, **recipe.detector_kwargs,
+        return build_detector(
+            backbone, recipe.detector, num_classes, min_size=recipe.min_size, max_size=recipe.max_size,
+            image_mean=mean, image_std=std, fpn_channels=recipe.fpn_channels, box_head_dim=recipe.box_head_dim,
+            mask_head_dim=recipe.mask_head_dim, score_thresh=recipe.score_threshold,
+            detections_per_img=recipe.detections_per_img, **recipe.detector_kwargs,
         )
-    except TypeError as e:  # an unknown detector_kwargs key
-        raise DetectionRecipeError(f"detector_kwargs: {e}") from None
+    except ValueError as e:
+        if "torchvision" in str(e):
+            raise DetectionRecipeError(f"detector_kwargs: {e}") from None
+        raise
 
 
 @TASKS.register("detection")
