@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--n-val", type=int, default=16)
     ap.add_argument("--det-epochs", type=int, default=12)
     ap.add_argument("--seg-iters", type=int, default=300)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy host)")
     args = ap.parse_args()
 
     import torch

@@ -34,21 +34,13 @@ def test_iteration_epochs(scenes):
     assert image.shape == (3, 64, 64)
 
 
-@pytest.mark.parametrize("head", ["semantic_fpn", "upernet"])
-def test_train_and_evaluate(scenes, tmp_path, head):
-    from spmkit.engine.evaluate import evaluate
+def test_upernet_trains_through_the_engine(scenes, tmp_path):
     from spmkit.engine.trainer import TrainConfig, train
     from spmkit.tasks.base import ModelSpec
 
-    out = tmp_path / "run"
-    rows = train(TrainConfig(model=ModelSpec(BACKBONE), data=scenes, output=out, task="segmentation",
-                             overrides=SMALL + ["iters=4", "epochs=2", f"head={head}"]))
-    assert [r["step"] for r in rows] == [2, 4]
+    rows = train(TrainConfig(model=ModelSpec(BACKBONE), data=scenes, output=tmp_path / "run", task="segmentation",
+                             overrides=SMALL + ["iters=2", "epochs=1", "head=upernet"], device="cpu"))
+    assert rows[-1]["step"] == 2
     assert rows[-1]["lr"] == pytest.approx(0.0)  # poly decays to min_lr 0 at the last iteration
     for key in ("mIoU", "pixel_acc", "mAcc", "IoU.background"):
         assert 0.0 <= rows[-1][key] <= 100.0
-    whole = evaluate(data=scenes, checkpoint=out / "last.pt")
-    assert whole["mIoU"] == pytest.approx(rows[-1]["mIoU"])
-    slide = evaluate(data=scenes, checkpoint=out / "last.pt", overrides=["inference=slide", "crop_size=[32,32]",
-                                                                            "slide_stride=[16,16]"])
-    assert 0.0 <= slide["mIoU"] <= 100.0 and slide["images"] == 2
