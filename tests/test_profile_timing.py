@@ -45,6 +45,18 @@ def test_warmup_excluded_and_order_rotates_with_fake_clock():
     assert [timed[i:i + 2] for i in range(0, 10, 2)] == [["a", "b"], ["b", "a"]] * 2 + [["a", "b"]]
 
 
+def test_max_seconds_stops_after_min_repeats_with_equal_counts():
+    clock = FakeClock()
+
+    def fn():
+        clock.now += 1.0
+
+    stats = time_interleaved([fn, fn], warmup=0, repeats=50, clock=clock, max_seconds=3.0, min_repeats=4)
+    assert [s.count for s in stats] == [4, 4]  # 3 s were spent after 2 rounds, but 4 rounds are the minimum
+    stats = time_interleaved([fn], warmup=0, repeats=50, clock=clock, max_seconds=6.5, min_repeats=2)
+    assert stats[0].count == 7
+
+
 class Sleep(nn.Module):
     def __init__(self, seconds: float) -> None:
         super().__init__()

@@ -11,9 +11,9 @@ parameter bytes on top and is not in the number.
 * CPU: the growth of the process's peak resident set (``VmHWM`` in ``/proc/self/status``) over its
   resident set just before the call, after resetting the peak with ``/proc/self/clear_refs`` (Linux).
   A process that already ran the model keeps freed memory in its heap and under-reports, so the profiler
-  measures CPU memory in a fresh subprocess (``run_cpu_memory_worker``): it builds the model, runs one
-  warm-up call, releases the heap (``malloc_trim``) and measures the next inference call; then the same
-  for a training step. Where the
+  measures CPU memory in a fresh subprocess (``run_cpu_memory_worker``) that forks one child per entry:
+  the child builds the model, runs one warm-up call, releases the heap (``malloc_trim``) and measures the
+  next inference call; then the same for a training step. Where the
   peak cannot be reset (not Linux) ``ru_maxrss`` is used and the method says so; it only sees growth
   above the process's earlier peak.
 """
@@ -102,15 +102,16 @@ def cuda_peak(fn: Callable[[], object], device: torch.device | str = "cuda") -> 
                        peak, torch.cuda.max_memory_reserved(device))
 
 
-def run_cpu_memory_worker(request: dict, timeout: float = 600.0) -> dict:
-    """Measure CPU memory of one entry in a fresh Python process; returns ``{"inference": ..., "train": ...}``.
+def run_cpu_memory_worker(requests: list[dict], timeout: float = 1800.0) -> list[dict]:
+    """Measure CPU memory of entries in a fresh Python process (one forked child per entry).
 
-    ``request`` holds the entry (``spec``, ``overrides``) and the settings (see ``spmkit.profile.runner``).
-    Raises ``RuntimeError`` with the worker's last error line when it fails.
+    Each request holds the entry (``spec``, ``overrides``, ``kwargs``) and the settings (see
+    ``spmkit.profile.runner``); each result is ``{"inference": ..., "train": ...}`` or ``{"error": ...}``.
+    Raises ``RuntimeError`` with the worker's last error line when the worker itself fails.
     """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    proc = subprocess.run([sys.executable, "-m", "spmkit.profile.memory_worker"], input=json.dumps(request),
+    proc = subprocess.run([sys.executable, "-m", "spmkit.profile.memory_worker"], input=json.dumps(requests),
                           capture_output=True, text=True, env=env, timeout=timeout)
     if proc.returncode != 0:
         lines = (proc.stderr or "").strip().splitlines() or ["(no output)"]

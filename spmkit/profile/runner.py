@@ -36,6 +36,7 @@ class ProfileConfig:
     threads: int | None = None
     warmup: int = 3
     repeats: int = 20
+    max_seconds: float | None = None  # per measurement, all entries together; at least 5 rounds still run
     train: bool = True
     memory: bool = True
     breakdown: bool = False
@@ -76,7 +77,7 @@ class ProfileResult:
     channels_last: bool = False
     compiled: bool = False
     threads: int = 1
-    repeats: int = 0
+    repeats: int = 0  # timed batch-1 calls actually made (fewer than asked when max_seconds ran out)
     breakdown: list[BreakdownRow] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -102,39 +103,50 @@ def _check(config: ProfileConfig) -> torch.device:
     return dev
 
 
-def _memory(entry: Entry, model: torch.nn.Module, size: tuple[int, int], config: ProfileConfig,
-            opts: StepOptions) -> tuple[MemoryStats | None, MemoryStats | None]:
-    if opts.device.startswith("cuda"):
-        model.eval()
-        infer = cuda_peak(inference_call(model, make_input(config.batch_size, size, opts), opts), opts.device)
-        train = None
-        if config.train:
-            model.train()
-            step = train_call(model, make_input(config.batch_size, size, opts), opts)
-            train = cuda_peak(step, opts.device)
-            model.zero_grad(set_to_none=True)
-            del step
-        return infer, train
-    if config.memory_subprocess and entry.spec is not None:
-        req = entry.request() | {"input_size": list(size), "batch_size": config.batch_size, "amp": config.amp,
-                                 "channels_last": config.channels_last, "threads": torch.get_num_threads(),
-                                 "train": config.train}
-        try:
-            res = run_cpu_memory_worker(req)
-        except RuntimeError as exc:
-            raise ProfileError(f"{entry.name}: measuring memory failed ({exc}); use --no-memory to skip.") from exc
-        return (MemoryStats(**res["inference"]), MemoryStats(**res["train"]) if res["train"] else None)
-    model.eval()  # Python-only entries: in-process, a lower bound once the process has run the model
+def _memory_request(entry: Entry, size: tuple[int, int], config: ProfileConfig) -> dict:
+    return entry.request() | {"input_size": list(size), "batch_size": config.batch_size, "amp": config.amp,
+                              "channels_last": config.channels_last, "threads": torch.get_num_threads(),
+                              "train": config.train}
+
+
+def _subprocess_memory(jobs: list[tuple[Entry, tuple[int, int]]], config: ProfileConfig
+                       ) -> dict[tuple[int, tuple[int, int]], tuple[MemoryStats, MemoryStats | None]]:
+    """CPU memory of every (entry, size) with a rebuildable spec, from one worker process."""
+    if not jobs:
+        return {}
+    try:
+        results = run_cpu_memory_worker([_memory_request(e, s, config) for e, s in jobs])
+    except RuntimeError as exc:
+        raise ProfileError(f"measuring memory failed ({exc}); use --no-memory to skip it.") from exc
+    out = {}
+    for (entry, size), res in zip(jobs, results):
+        if "error" in res:
+            raise ProfileError(f"{entry.name}: measuring memory failed ({res['error']}); use --no-memory to skip it.")
+        out[(id(entry), size)] = (MemoryStats(**res["inference"]), MemoryStats(**res["train"]) if res["train"] else None)
+    return out
+
+
+def _memory(model: torch.nn.Module, size: tuple[int, int], config: ProfileConfig,
+            opts: StepOptions) -> tuple[MemoryStats, MemoryStats | None]:
+    """In-process memory: CUDA, or CPU for Python-only entries (a lower bound; see ``memory``)."""
+    cuda = opts.device.startswith("cuda")
+    peak = (lambda fn: cuda_peak(fn, opts.device)) if cuda else cpu_peak_growth
+    model.eval()
     call = inference_call(model, make_input(config.batch_size, size, opts), opts)
-    call()
-    infer = cpu_peak_growth(call)
+    if not cuda:
+        call()  # cuda_peak warms up itself
+    infer = peak(call)
     train = None
     if config.train:
         model.train()
         step = train_call(model, make_input(config.batch_size, size, opts), opts)
-        step()
-        train = cpu_peak_growth(step)
+        if not cuda:
+            step()
+        train = peak(step)
         model.zero_grad(set_to_none=True)
+        model.eval()
+    if cuda:
+        return infer, train
     return (MemoryStats(infer.growth_bytes, infer.method + "; in-process"),
             MemoryStats(train.growth_bytes, train.method + "; in-process") if train else None)
 
@@ -150,9 +162,14 @@ def profile_entries(entries: Sequence[Entry], config: ProfileConfig = ProfileCon
     opts = StepOptions(str(dev), config.amp, config.channels_last, config.compile)
     say = progress or (lambda _msg: None)
     sizes = list(config.input_sizes) or sorted({e.input_size for e in entries}, key=entries_order(entries))
+    groups = {size: [e for e in entries if config.input_sizes or e.input_size == size] for size in sizes}
+    subprocess_memory = {}
+    if config.memory and dev.type == "cpu" and config.memory_subprocess:
+        jobs = [(e, size) for size, group in groups.items() for e in group if e.spec is not None]
+        say(f"measuring memory of {len(jobs)} model(s) in a fresh process")
+        subprocess_memory = _subprocess_memory(jobs, config)
     results: list[ProfileResult] = []
-    for size in sizes:
-        group = [e for e in entries if config.input_sizes or e.input_size == size]
+    for size, group in groups.items():
         say(f"building {len(group)} model(s) at {size[0]}x{size[1]}")
         raw = [e.build().eval() for e in group]
         params = [sum(p.numel() for p in m.parameters()) for m in raw]
@@ -162,17 +179,19 @@ def profile_entries(entries: Sequence[Entry], config: ProfileConfig = ProfileCon
         x1, xb = make_input(1, size, opts), make_input(config.batch_size, size, opts)
         say("timing batch-1 latency")
         lat = time_interleaved([inference_call(m, x1, opts) for m in models], warmup=config.warmup,
-                               repeats=config.repeats, device=dev)
+                               repeats=config.repeats, device=dev, max_seconds=config.max_seconds)
         say(f"timing throughput at batch {config.batch_size}")
         thr = time_interleaved([inference_call(m, xb, opts) for m in models], warmup=config.warmup,
-                               repeats=config.repeats, device=dev)
+                               repeats=config.repeats, device=dev, max_seconds=config.max_seconds)
         train: list[TimingStats | None] = [None] * len(group)
         if config.train:
             say("timing training steps")
             for m in raw:
                 m.train()
-            train = list(time_interleaved([train_call(m, xb, opts, list(r.parameters())) for m, r in zip(models, raw)],
-                                          warmup=max(config.warmup, 1), repeats=config.repeats, device=dev))
+            steps = [train_call(m, xb, opts, list(r.parameters())) for m, r in zip(models, raw)]
+            train = list(time_interleaved(steps, warmup=max(config.warmup, 1), repeats=config.repeats, device=dev,
+                                          max_seconds=config.max_seconds))
+            del steps  # drops the optimizers and their state
             for m in raw:
                 m.zero_grad(set_to_none=True)
                 m.eval()
@@ -183,17 +202,18 @@ def profile_entries(entries: Sequence[Entry], config: ProfileConfig = ProfileCon
                 latency_ms=lat[i].median_ms, latency_p90_ms=lat[i].p90_ms, batch_latency_ms=thr[i].median_ms,
                 batch_latency_p90_ms=thr[i].p90_ms, throughput=config.batch_size / (thr[i].median_ms / 1e3),
                 amp=config.amp, channels_last=config.channels_last, compiled=config.compile,
-                threads=torch.get_num_threads(), repeats=config.repeats)
+                threads=torch.get_num_threads(), repeats=lat[i].count)
             if train[i] is not None:
                 res.train_step_ms, res.train_step_p90_ms = train[i].median_ms, train[i].p90_ms
                 res.train_throughput = config.batch_size / (train[i].median_ms / 1e3)
             if config.memory:
-                say(f"measuring memory of {entry.name}")
-                inf_mem, train_mem = _memory(entry, raw[i], size, config, opts)
-                if inf_mem is not None:
-                    res.peak_memory_bytes, res.memory_method = inf_mem.growth_bytes, inf_mem.method
-                    res.max_allocated_bytes, res.max_reserved_bytes = (inf_mem.max_allocated_bytes,
-                                                                       inf_mem.max_reserved_bytes)
+                if (id(entry), size) in subprocess_memory:
+                    inf_mem, train_mem = subprocess_memory[(id(entry), size)]
+                else:
+                    say(f"measuring memory of {entry.name}")
+                    inf_mem, train_mem = _memory(raw[i], size, config, opts)
+                res.peak_memory_bytes, res.memory_method = inf_mem.growth_bytes, inf_mem.method
+                res.max_allocated_bytes, res.max_reserved_bytes = inf_mem.max_allocated_bytes, inf_mem.max_reserved_bytes
                 if train_mem is not None:
                     res.train_peak_memory_bytes = train_mem.growth_bytes
                     res.train_max_allocated_bytes = train_mem.max_allocated_bytes

@@ -67,9 +67,13 @@ def time_once(fn: Callable[[], object], device: torch.device | str = "cpu",
 
 
 def time_interleaved(fns: Sequence[Callable[[], object]], *, warmup: int, repeats: int,
-                     device: torch.device | str = "cpu",
-                     clock: Callable[[], float] = time.perf_counter) -> list[TimingStats]:
-    """Time each callable ``repeats`` times, round-robin, after ``warmup`` untimed calls each."""
+                     device: torch.device | str = "cpu", clock: Callable[[], float] = time.perf_counter,
+                     max_seconds: float | None = None, min_repeats: int = 5) -> list[TimingStats]:
+    """Time each callable ``repeats`` times, round-robin, after ``warmup`` untimed calls each.
+
+    With ``max_seconds``, rounds stop early once the timed calls of all callables together took that long
+    and at least ``min_repeats`` rounds ran (slow models on a CPU); every callable keeps the same count.
+    """
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
     n = len(fns)
@@ -79,8 +83,12 @@ def time_interleaved(fns: Sequence[Callable[[], object]], *, warmup: int, repeat
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
     samples: list[list[float]] = [[] for _ in fns]
+    spent = 0.0
     for r in range(repeats):
         for k in range(n):
             i = (r + k) % n  # rotate the order so no entry always runs first (after a pause) or last
             samples[i].append(time_once(fns[i], device, clock))
+            spent += samples[i][-1]
+        if max_seconds is not None and spent >= max_seconds and r + 1 >= min(min_repeats, repeats):
+            break
     return [summarize(s) for s in samples]
