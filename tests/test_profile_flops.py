@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spmkit.profile.flop_count import count_flops
+from spmkit.profile.flops import count_flops
 
 
 class Attention(nn.Module):

@@ -1,4 +1,4 @@
-"""Registered layers components: every module in this folder is imported and registers itself."""
+"""Unregistered helpers (one concept a file), plus the NORMS and ACTS registrations."""
 
 from spmkit.registry import import_submodules
 

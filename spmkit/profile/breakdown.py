@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from spmkit.profile.flop_count import count_flops
+from spmkit.profile.flops import count_flops
 from spmkit.profile.timing import quantile
 
 _STAGE_RE = re.compile(r"^(stages|layers|levels)\.\d+$")

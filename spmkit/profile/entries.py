@@ -27,6 +27,7 @@ class Entry:
     spec: str | None = None
     overrides: tuple[str, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
+    in_chans: int = 3
 
     def request(self) -> dict[str, Any]:
         """The JSON-able description a fresh process rebuilds this entry from."""
@@ -70,7 +71,8 @@ def _blueprint_entry(spec: str, overrides: Sequence[str], name: str | None) -> E
     label = name or str(getattr(bp, "name", None) or spec)
     if overrides and name is None:
         label += "[" + ",".join(overrides) + "]"
-    return Entry(label, build, _as_hw(bp.img_size), spec, tuple(overrides), {})
+    size = _as_hw(getattr(bp, "image_size", None) or bp.img_size)
+    return Entry(label, build, size, spec, tuple(overrides), {}, int(getattr(bp, "in_chans", 3)))
 
 
 def resolve_entry(spec: str, overrides: Sequence[str] = (), *, kwargs: dict[str, Any] | None = None,

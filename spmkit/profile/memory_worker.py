@@ -28,7 +28,7 @@ def measure(req: dict) -> dict:
     entry = resolve_entry(req["spec"], req.get("overrides", ()), kwargs=req.get("kwargs") or None)
     opts = StepOptions("cpu", req.get("amp"), bool(req.get("channels_last")), False)
     model = prepare_model(entry.build(), opts).eval()
-    x = make_input(int(req["batch_size"]), tuple(req["input_size"]), opts)
+    x = make_input(int(req["batch_size"]), tuple(req["input_size"]), opts, int(req.get("in_chans", 3)))
     infer = inference_call(model, x, opts)
     infer()  # warm-up: one-time allocations (kernel caches, thread pools) are not the model's cost
     result = {"inference": stats_to_dict(cpu_peak_growth(infer)), "train": None}

@@ -16,7 +16,7 @@ import torch
 from spmkit.profile.breakdown import BreakdownRow, module_breakdown
 from spmkit.profile.entries import Entry
 from spmkit.profile.errors import ProfileError
-from spmkit.profile.flop_count import count_flops
+from spmkit.profile.flops import count_flops
 from spmkit.profile.memory import MemoryStats, cpu_peak_growth, cuda_peak, run_cpu_memory_worker
 from spmkit.profile.steps import (StepOptions, check_device, inference_call, make_input, prepare_model,
                                   train_call)
@@ -104,7 +104,7 @@ def _check(config: ProfileConfig) -> torch.device:
 
 
 def _memory_request(entry: Entry, size: tuple[int, int], config: ProfileConfig) -> dict:
-    return entry.request() | {"input_size": list(size), "batch_size": config.batch_size, "amp": config.amp,
+    return entry.request() | {"in_chans": entry.in_chans, "input_size": list(size), "batch_size": config.batch_size, "amp": config.amp,
                               "channels_last": config.channels_last, "threads": torch.get_num_threads(),
                               "train": config.train}
 
@@ -126,20 +126,21 @@ def _subprocess_memory(jobs: list[tuple[Entry, tuple[int, int]]], config: Profil
     return out
 
 
-def _memory(model: torch.nn.Module, size: tuple[int, int], config: ProfileConfig,
-            opts: StepOptions) -> tuple[MemoryStats, MemoryStats | None]:
+def _memory(model: torch.nn.Module, size: tuple[int, int], config: ProfileConfig, opts: StepOptions,
+            in_chans: int = 3) -> tuple[MemoryStats, MemoryStats | None]:
     """In-process memory: CUDA, or CPU for Python-only entries (a lower bound; see ``memory``)."""
     cuda = opts.device.startswith("cuda")
     peak = (lambda fn: cuda_peak(fn, opts.device)) if cuda else cpu_peak_growth
     model.eval()
-    call = inference_call(model, make_input(config.batch_size, size, opts), opts)
+    x = make_input(config.batch_size, size, opts, in_chans)
+    call = inference_call(model, x, opts)
     if not cuda:
         call()  # cuda_peak warms up itself
     infer = peak(call)
     train = None
     if config.train:
         model.train()
-        step = train_call(model, make_input(config.batch_size, size, opts), opts)
+        step = train_call(model, x, opts)
         if not cuda:
             step()
         train = peak(step)
@@ -173,10 +174,15 @@ def profile_entries(entries: Sequence[Entry], config: ProfileConfig = ProfileCon
         say(f"building {len(group)} model(s) at {size[0]}x{size[1]}")
         raw = [e.build().eval() for e in group]
         params = [sum(p.numel() for p in m.parameters()) for m in raw]
-        flops = [count_flops(m, (1, 3, *size)).total_flops for m in raw]
+        flops = [count_flops(m, (1, e.in_chans, *size)).total_flops for e, m in zip(group, raw)]
         raw = [m.to(dev) for m in raw]
         models = [prepare_model(m, opts) for m in raw]
-        x1, xb = make_input(1, size, opts), make_input(config.batch_size, size, opts)
+        chans = {e.in_chans for e in group}
+        if len(chans) > 1:
+            raise ProfileError(f"entries with different input channels ({sorted(chans)}) cannot share inputs; "
+                               "profile them in separate runs.")
+        in_chans = chans.pop()
+        x1, xb = make_input(1, size, opts, in_chans), make_input(config.batch_size, size, opts, in_chans)
         say("timing batch-1 latency")
         lat = time_interleaved([inference_call(m, x1, opts) for m in models], warmup=config.warmup,
                                repeats=config.repeats, device=dev, max_seconds=config.max_seconds)
@@ -211,7 +217,7 @@ def profile_entries(entries: Sequence[Entry], config: ProfileConfig = ProfileCon
                     inf_mem, train_mem = subprocess_memory[(id(entry), size)]
                 else:
                     say(f"measuring memory of {entry.name}")
-                    inf_mem, train_mem = _memory(raw[i], size, config, opts)
+                    inf_mem, train_mem = _memory(raw[i], size, config, opts, entry.in_chans)
                 res.peak_memory_bytes, res.memory_method = inf_mem.growth_bytes, inf_mem.method
                 res.max_allocated_bytes, res.max_reserved_bytes = inf_mem.max_allocated_bytes, inf_mem.max_reserved_bytes
                 if train_mem is not None:

@@ -172,7 +172,7 @@ def _trace(entries, config, out: Path, say) -> None:
     for entry in entries:
         size = config.input_sizes[0] if config.input_sizes else entry.input_size
         model = prepare_model(entry.build(), opts).eval()
-        x = make_input(config.batch_size, size, opts)
+        x = make_input(config.batch_size, size, opts, entry.in_chans)
         paths = record_trace(inference_call(model, x, opts), out, f"{entry.name}-inference", device=opts.device)
         say(f"trace of {entry.name}: {paths['chrome']} and {paths['tensorboard']}/")
         if config.train:

@@ -1,5 +1,9 @@
 """FLOP counting with ``torch.utils.flop_counter.FlopCounterMode``, attributed to named modules.
 
+It counts the ops the model really runs, so SPM's folded GLE and fused attention
+(``scaled_dot_product_attention``: the CPU flash kernel, CUDA flash / efficient / cuDNN kernels, or the
+math fallback's matmuls) are counted as computed.
+
 Convention (the one papers and timm tables use): a multiply-add is 2 FLOPs, MACs = FLOPs / 2; only
 matrix multiplications, convolutions and attention (``scaled_dot_product_attention``, fused or not) are
 counted. Norms, activations, softmax, additions and bias terms count zero: they are memory-bound and
@@ -41,9 +45,9 @@ def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _paddi
 CUSTOM_FLOP_FORMULAS: dict[Any, Any] = {aten.convolution_backward: _conv_backward_flop}
 
 
-@dataclass(frozen=True)
+@dataclass
 class FlopReport:
-    """FLOPs of one call: the total and, per ``named_modules()`` name, the inclusive count."""
+    """FLOPs of one call: the total, per ``named_modules()`` name (``""`` = whole model, inclusive), per op."""
 
     total_flops: int
     by_module: dict[str, int] = field(default_factory=dict)
@@ -57,23 +61,24 @@ class FlopReport:
     def gmacs(self) -> float:
         return self.total_flops / 2e9
 
-
-def _input_device(model: nn.Module) -> torch.device:
-    for t in list(model.parameters()) + list(model.buffers()):
-        return t.device
-    return torch.device("cpu")
+    def module_macs(self, name: str) -> int:
+        return self.by_module.get(name, 0) // 2
 
 
-def count_flops(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 224, 224), *,
-                backward: bool = False, inputs: torch.Tensor | None = None) -> FlopReport:
-    """Count the FLOPs of ``model(x)`` for a random ``x`` of ``input_size`` (forward only by default).
+def count_flops(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 224, 224),
+                device: str | torch.device | None = None, *, backward: bool = False,
+                inputs: torch.Tensor | None = None) -> FlopReport:
+    """FLOPs of ``model(x)`` for a zero ``x`` of ``input_size`` (or the given ``inputs``), in eval mode.
 
-    With ``backward=True`` the count covers forward + backward of ``output.float().sum()`` (what a training
-    step computes, optimizer excluded). The model runs once on its own device (``meta`` costs nothing);
-    its train/eval mode is left as it is.
+    ``x`` lives on ``device`` (default: the model's; ``meta`` costs nothing) in the model's dtype. With
+    ``backward=True`` the count covers forward + backward of ``output.float().sum()`` (what a training
+    step computes, optimizer excluded). The model's train/eval mode is restored afterwards.
     """
+    p = next(model.parameters(), None)
     if inputs is None:
-        inputs = torch.randn(input_size, device=_input_device(model))
+        device = device if device is not None else (p.device if p is not None else "cpu")
+        dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
+        inputs = torch.zeros(input_size, device=device, dtype=dtype)
     by_module: dict[str, int] = {}
     counter = FlopCounterMode(display=False, custom_mapping=CUSTOM_FLOP_FORMULAS)
     starts: dict[int, list[int]] = {}
@@ -91,6 +96,8 @@ def count_flops(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 224, 224)
     for mod in model.modules():
         handles.append(mod.register_forward_pre_hook(pre))
         handles.append(mod.register_forward_hook(post))
+    was_training = model.training
+    model.eval()
     try:
         grad = torch.enable_grad() if backward else torch.no_grad()
         with grad, counter:
@@ -99,6 +106,7 @@ def count_flops(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 224, 224)
                 out = out if isinstance(out, torch.Tensor) else out[0]
                 out.float().sum().backward()
     finally:
+        model.train(was_training)
         for h in handles:
             h.remove()
     by_op = {str(k): int(v) for k, v in counter.get_flop_counts().get("Global", {}).items()}

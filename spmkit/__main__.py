@@ -1,0 +1,3 @@
+from spmkit.cli.app import main
+
+main()

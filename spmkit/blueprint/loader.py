@@ -1,0 +1,207 @@
+"""Reading blueprints: builtin names, YAML files (``yaml.safe_load``), ``extends``, dotted overrides.
+
+Merge rules for ``extends`` (and documented in docs/blueprints.md):
+- mappings merge key by key; lists and scalars in the child replace the base's;
+- a component mapping in the child that names a ``type`` replaces the base's component wholesale;
+- top-level keys with dots (``stages.2.depth: 4``) are overrides applied after the merge, like ``--set``;
+- a dotted override that changes a component's ``type`` drops that component's old parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+from pydantic import ValidationError
+
+from spmkit.blueprint.schema import Blueprint
+from spmkit.errors import BlueprintError, FieldIssue
+
+_PREFIX = "spmkit_"
+
+
+def builtin_dir() -> Path:
+    """The packaged blueprints (``spmkit/_blueprints`` in a wheel, ``blueprints/`` in a checkout)."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "_blueprints", here.parent / "blueprints"):
+        if candidate.is_dir():
+            return candidate
+    return here / "_blueprints"
+
+
+def list_blueprints() -> dict[str, Path]:
+    """Builtin blueprint names (file stems, unique across family folders) -> paths."""
+    out: dict[str, Path] = {}
+    for path in sorted(builtin_dir().rglob("*.yaml")):
+        out.setdefault(path.stem, path)
+    return out
+
+
+def resolve_source(src: str | os.PathLike) -> Path:
+    """A path to an existing file, a builtin name (``swin_t``), or a timm-style ``spmkit_swin_t``."""
+    path = Path(src)
+    if path.is_file():
+        return path
+    name = str(src)
+    builtins = list_blueprints()
+    for candidate in (name, name.removeprefix(_PREFIX)):
+        if candidate in builtins:
+            return builtins[candidate]
+    if path.suffix or len(path.parts) > 1:
+        raise BlueprintError(name, [FieldIssue("", "no such blueprint file")])
+    close = difflib.get_close_matches(name.removeprefix(_PREFIX), list(builtins), n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise BlueprintError(
+        name,
+        [FieldIssue("", f"no blueprint file and no builtin blueprint of that name.{hint} "
+                        f"Builtin: {', '.join(builtins)}.")],
+    )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise BlueprintError(path, [FieldIssue("", f"not valid YAML: {where}{getattr(err, 'problem', err)}")]) from None
+    except OSError as err:
+        raise BlueprintError(path, [FieldIssue("", f"cannot read the file: {err.strerror}")]) from None
+    if not isinstance(data, dict):
+        raise BlueprintError(path, [FieldIssue("", "a blueprint must be a YAML mapping (key: value lines)")])
+    return data
+
+
+def _is_component(value: Any) -> bool:
+    return isinstance(value, dict) and "type" in value
+
+
+def merge(base: Any, child: Any) -> Any:
+    """Child over base: mappings merge recursively, a component with a ``type`` replaces, the rest replaces."""
+    if isinstance(base, dict) and isinstance(child, dict) and not _is_component(child):
+        out = dict(base)
+        for key, value in child.items():
+            out[key] = merge(base[key], value) if key in base else copy.deepcopy(value)
+        return out
+    return copy.deepcopy(child)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"stages.2.depth=4"`` -> (``"stages.2.depth"``, 4); the value is read as YAML (``null``, ``[3, 5]``)."""
+    if "=" not in text:
+        raise BlueprintError("--set", [FieldIssue(text, "an override is KEY=VALUE, e.g. stages.2.depth=4")])
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any, source: str) -> None:
+    """Set ``a.b.0.c`` in nested dicts/lists; list indices must exist, mapping keys may be new."""
+    parts = key.split(".")
+    node: Any = data
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            if not part.lstrip("-").isdigit():
+                raise BlueprintError(source, [FieldIssue(where, f"{part!r} is not a list index")])
+            idx = int(part)
+            if not -len(node) <= idx < len(node):
+                raise BlueprintError(
+                    source, [FieldIssue(where, f"index {idx} is out of range: the list has {len(node)} entries")]
+                )
+            if last:
+                node[idx] = value
+            else:
+                if node[idx] is None:
+                    node[idx] = {}
+                node = node[idx]
+        elif isinstance(node, dict):
+            if last:
+                if part == "type" and node.get("type") not in (None, value):
+                    node.clear()  # a new component type starts from its own defaults
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+        else:
+            parent = ".".join(parts[:depth])
+            raise BlueprintError(source, [FieldIssue(parent, f"is {node!r}, which has no field {part!r}")])
+
+
+def read_raw(src: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any], Path]:
+    """The merged mapping of a blueprint file and everything it extends."""
+    path = resolve_source(src).resolve()
+    if path in _seen:
+        chain = " -> ".join(p.name for p in (*_seen, path))
+        raise BlueprintError(path, [FieldIssue("extends", f"circular extends: {chain}")])
+    data = _read_yaml(path)
+    parent = data.pop("extends", None)
+    dotted = {k: data.pop(k) for k in [k for k in data if isinstance(k, str) and "." in k]}
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise BlueprintError(path, [FieldIssue("extends", "must be a blueprint name or a relative path")])
+        rel = path.parent / parent
+        base_src: str | Path = rel if rel.is_file() else parent
+        base, _ = read_raw(base_src, (*_seen, path))
+        data = merge(base, data)
+    for key, value in dotted.items():
+        set_dotted(data, key, value, str(path))
+    return data, path
+
+
+def pydantic_issues(err: ValidationError) -> list[FieldIssue]:
+    issues = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "list[", "MixerSpec")))
+        msg = e["msg"]
+        if e["type"] == "missing":
+            msg = "required field is missing"
+        elif "input" in e and e["type"] not in ("missing",):
+            shown = repr(e["input"])
+            msg = f"{msg} (got {shown[:60]})"
+        issues.append(FieldIssue(loc, msg))
+    # union types repeat one problem per member; keep the first per path
+    seen, out = set(), []
+    for issue in issues:
+        if issue.path not in seen:
+            seen.add(issue.path)
+            out.append(issue)
+    return out
+
+
+def load_blueprint(src: str | os.PathLike | dict[str, Any] | Blueprint, overrides: Sequence[str] = ()) -> Blueprint:
+    """Read, merge, override and validate a blueprint. Raises ``BlueprintError`` listing every problem."""
+    from spmkit.blueprint.check import check_components
+
+    if isinstance(src, Blueprint):
+        if not overrides:
+            return src
+        data, source = src.model_dump(exclude_unset=True), src.source or src.name
+    elif isinstance(src, dict):
+        data, source = copy.deepcopy(src), "<dict>"
+        data.pop("extends", None)
+    else:
+        data, path = read_raw(src)
+        source = str(path)
+    for text in overrides:
+        key, value = parse_override(text)
+        set_dotted(data, key, value, f"{source} (--set {text})")
+    try:
+        bp = Blueprint.model_validate(data)
+    except ValidationError as err:
+        raise BlueprintError(source, pydantic_issues(err)) from None
+    bp._source = source
+    issues = check_components(bp)
+    if issues:
+        raise BlueprintError(source, issues)
+    return bp

@@ -1,0 +1,138 @@
+"""The blueprint schema (pydantic v2). Structure and types only; component parameters are checked against
+the registered components' constructors by ``spmkit.blueprint.params`` and constraints by the builder.
+
+Rules (docs/blueprints.md): per-stage settings *replace* the top-level defaults wholesale; only extras
+(keys that are not fields, e.g. ``sr_ratio``) merge key by key and go to the mixers/blocks that take them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+
+class ComponentSpec(BaseModel):
+    """``{type: NAME, **params}``: a registered component and its parameters."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="registered component name")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class StemSpec(ComponentSpec):
+    pass
+
+
+class MergingSpec(ComponentSpec):
+    pass
+
+
+class BlockSpec(ComponentSpec):
+    pass
+
+
+class MixerSpec(ComponentSpec):
+    block: str | None = Field(None, description="block type for blocks using this mixer (default: the stage's)")
+
+
+class PosEmbedSpec(ComponentSpec):
+    pass
+
+
+class HeadSpec(ComponentSpec):
+    type: str = "classifier"
+
+
+class NormSpec(ComponentSpec):
+    type: str = "layernorm"
+
+
+MixerField = MixerSpec | list[MixerSpec] | None
+
+
+class StageSpec(BaseModel):
+    """One stage. Unset fields take the blueprint's top-level default; extra keys are mixer/block args."""
+
+    model_config = ConfigDict(extra="allow")
+
+    depth: int = Field(ge=1, description="number of blocks")
+    dim: int = Field(ge=1, description="channels of the stage")
+    heads: int | None = Field(None, ge=1, description="attention heads (default: top-level heads)")
+    mlp_ratio: float | None = Field(None, gt=0)
+    mixer: MixerField = Field(None, description="mixer spec, or a list cycling over the blocks; null: MLP-only")
+    block: BlockSpec | None = None
+    merging: MergingSpec | None = Field(None, description="layer entering this stage; null: none")
+    pos_embed: PosEmbedSpec | None = None
+    cls_token: bool = Field(False, description="prepend a class token in this stage")
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Blueprint(BaseModel):
+    """A whole backbone. Top-level ``mixer``/``block``/``merging``/``pos_embed``/``heads``/``mlp_ratio`` and
+    extras are defaults for every stage."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str = ""
+    img_size: int | tuple[int, int] = Field(224, description="declared input size; constraints are checked at it")
+    in_chans: int = Field(3, ge=1)
+    stem: StemSpec
+    stages: list[StageSpec] = Field(min_length=1)
+    mixer: MixerField = Field(description="default mixer of every stage (null: MLP-only blocks)")
+    block: BlockSpec = BlockSpec(type="transformer")
+    merging: MergingSpec | None = Field(None, description="default merging entering stages 2..n")
+    pos_embed: PosEmbedSpec | None = None
+    heads: int | None = Field(None, ge=1)
+    mlp_ratio: float = Field(4.0, gt=0)
+    norm: NormSpec = NormSpec(type="layernorm")
+    act: str = "gelu"
+    conv_init: Literal["default", "fan_out"] = Field(
+        "default", description="fan_out: N(0, sqrt(2/fan_out)) for every conv (PVT v2)"
+    )
+    drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0, description="linear over all blocks, 0 at the first")
+    final_norm: bool = Field(True, description="norm after the last stage")
+    stage_norm: bool = Field(False, description="norm at the end of every stage (PVT v2)")
+    head: HeadSpec = HeadSpec()
+    out_indices: list[int] | None = Field(None, description="stages returned as features (default: all)")
+    reference: dict[str, Any] = Field(default_factory=dict, description="metadata: official params, timm name, ...")
+
+    _source: str | None = PrivateAttr(None)
+
+    @field_validator("img_size")
+    @classmethod
+    def _positive_size(cls, v: int | tuple[int, int]) -> int | tuple[int, int]:
+        sizes = (v, v) if isinstance(v, int) else v
+        if min(sizes) < 1:
+            raise ValueError("img_size must be positive")
+        return v
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return (self.img_size, self.img_size) if isinstance(self.img_size, int) else tuple(self.img_size)
+
+    @property
+    def source(self) -> str | None:
+        return self._source
+
+    def stage_value(self, i: int, field: str) -> Any:
+        """A stage's setting: its own if it set the field (even to null), else the top-level default."""
+        stage = self.stages[i]
+        if field in stage.model_fields_set:
+            return getattr(stage, field)
+        return getattr(self, field)
+
+    def stage_extras(self, i: int) -> dict[str, Any]:
+        return {**self.extras, **self.stages[i].extras}

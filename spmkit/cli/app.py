@@ -1,0 +1,32 @@
+"""The Typer app. Commands live one per file in ``spmkit/cli/commands/`` and register themselves."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import typer
+
+app = typer.Typer(
+    name="spmkit",
+    help="Build, inspect, train and profile hierarchical vision backbones from YAML blueprints.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register_commands() -> None:
+    from spmkit.cli import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        if not info.name.startswith("_"):
+            module = importlib.import_module(f"{commands.__name__}.{info.name}")
+            module.register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,68 @@
+"""``spmkit build BLUEPRINT``: validate a blueprint and show what it builds (shapes, params, MACs)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from spmkit.cli.errors import user_errors
+from spmkit.cli.options import BlueprintArg, JsonOption, SetOption
+
+
+def _fmt(n: int, unit: float = 1e6, digits: int = 2) -> str:
+    return f"{n / unit:.{digits}f}"
+
+
+@user_errors
+def build(
+    blueprint: BlueprintArg,
+    set_: SetOption = None,
+    input_size: Annotated[
+        Optional[int], typer.Option("--input-size", help="Square input size for MACs (default: the blueprint's).")
+    ] = None,
+    json_: JsonOption = False,
+) -> None:
+    """Validate BLUEPRINT, build it on the meta device and show stages, parameters and MACs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from spmkit.blueprint import load_blueprint
+    from spmkit.profile.summary import summarize
+
+    bp = load_blueprint(blueprint, set_ or [])
+    s = summarize(bp, (input_size, input_size) if input_size else None)
+    if json_:
+        typer.echo(json.dumps(s.to_dict(), indent=2))
+        return
+    console = Console()
+    title = f"{s.name}  ({s.source})" if s.source else s.name
+    table = Table(title=title, title_justify="left")
+    for col in ("stage", "HxW", "channels", "depth", "heads", "mixer", "merging", "merge M", "merge GMACs",
+                "params M", "GMACs"):
+        table.add_column(col, justify="right" if col not in ("mixer", "merging", "channels", "HxW") else "left")
+    for r in s.stages:
+        table.add_row(
+            str(r.index + 1), f"{r.resolution[0]}x{r.resolution[1]}",
+            f"{r.in_dim}->{r.dim}" if r.index else f"{bp.in_chans}->{r.dim}",
+            str(r.depth), str(r.heads or "-"), r.mixer, r.merging,
+            _fmt(r.merging_params), _fmt(r.merging_macs, 1e9, 3),
+            _fmt(r.params + (s.stem_params if r.index == 0 else 0)),
+            _fmt(r.macs + (s.stem_macs if r.index == 0 else 0), 1e9, 3),
+        )
+    console.print(table)
+    console.print(
+        f"total: [bold]{s.params:,}[/] parameters ({_fmt(s.params)} M), [bold]{_fmt(s.macs, 1e9, 3)}[/] GMACs "
+        f"at {s.input_size[0]}x{s.input_size[1]}; head + final norm {s.head_params:,} parameters."
+    )
+    console.print("features: " + ", ".join(
+        f"{f['module']} ({f['num_chs']} ch, stride {f['reduction']})" for f in s.feature_info))
+    ref = bp.reference.get("params")
+    if ref:
+        ok = "equal to" if ref == s.params else "DIFFERENT from"
+        console.print(f"reference: {ok} the published {ref:,} parameters ({bp.reference.get('timm', 'reference')}).")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build")(build)
