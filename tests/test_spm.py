@@ -67,8 +67,19 @@ CASE_IDS = ["even", "odd", "custom-window3"]
 )
 def test_fast_spm_equals_reference_forward_and_gradients(in_dim, out_dim, h, w, kw, train, chunked):
     ours, ref = _pair(in_dim, out_dim, **kw)
-    if chunked:  # one row of windows per chunk (CPU chunking), padded rows included
+    if chunked:  # one row of windows per chunk (CPU chunking, single-threaded only), padded rows included
         ours.gle.cpu_chunk_elements = 1
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            _check_equal(ours, ref, in_dim, out_dim, h, w, train)
+        finally:
+            torch.set_num_threads(threads)
+    else:
+        _check_equal(ours, ref, in_dim, out_dim, h, w, train)
+
+
+def _check_equal(ours, ref, in_dim, out_dim, h, w, train):
     ours.train(train)
     ref.train(train)
     x = torch.randn(3, h, w, in_dim, generator=torch.Generator().manual_seed(1))
