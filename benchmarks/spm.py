@@ -39,7 +39,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _measure(fns: dict, repeat: int, device: torch.device) -> dict[str, float]:
+def _measure(fns: dict, repeat: int, device: torch.device, clock=time.perf_counter) -> dict[str, float]:
     """Best (minimum) seconds per call of each function; calls interleaved so that load changes hit all alike."""
     times: dict[str, list[float]] = {k: [] for k in fns}
     for fn in fns.values():  # warm-up
@@ -47,14 +47,15 @@ def _measure(fns: dict, repeat: int, device: torch.device) -> dict[str, float]:
     for _ in range(repeat):
         for name, fn in fns.items():
             _sync(device)
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
             _sync(device)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
     return {k: min(v) for k, v in times.items()}
 
 
-def bench_size(in_dim: int, out_dim: int, side: int, batch: int, repeat: int, device: torch.device) -> dict:
+def bench_size(in_dim: int, out_dim: int, side: int, batch: int, repeat: int, device: torch.device,
+               clock=time.perf_counter) -> dict:
     torch.manual_seed(0)
     ours = StepwisePatchMerging(in_dim, out_dim).to(device).train()
     ref = ReferenceSPM(in_dim, out_dim).to(device).train()
@@ -76,8 +77,8 @@ def bench_size(in_dim: int, out_dim: int, side: int, batch: int, repeat: int, de
             m(xg).sum().backward()
         return run
 
-    fwd_t = _measure({"ours": fwd(ours), "ref": fwd(ref)}, repeat, device)
-    bwd_t = _measure({"ours": fwd_bwd(ours), "ref": fwd_bwd(ref)}, repeat, device)
+    fwd_t = _measure({"ours": fwd(ours), "ref": fwd(ref)}, repeat, device, clock)
+    bwd_t = _measure({"ours": fwd_bwd(ours), "ref": fwd_bwd(ref)}, repeat, device, clock)
     return {
         "size": f"{in_dim}->{out_dim} @ {side}x{side}",
         "fwd_ours": fwd_t["ours"], "fwd_ref": fwd_t["ref"],
@@ -92,20 +93,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="wall: elapsed time; cpu: this process's CPU time (steadier on a shared machine, "
+                         "meaningful with --threads 1)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}"
     print(f"SPM, ours vs straightforward: batch {args.batch_size}, {device.type} ({where}), "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, train mode, float32, "
-          f"best of {args.repeat}")
+          f"{args.clock} clock, best of {args.repeat}")
     header = (f"| {'size':<22} | {'fwd ours ms':>11} | {'fwd ref ms':>10} | {'fwd x':>6} | "
               f"{'f+b ours ms':>11} | {'f+b ref ms':>10} | {'f+b x':>6} | {'max abs diff':>12} |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for in_dim, out_dim, side in SIZES:
-        r = bench_size(in_dim, out_dim, side, args.batch_size, args.repeat, device)
+        r = bench_size(in_dim, out_dim, side, args.batch_size, args.repeat, device, clock)
         print(f"| {r['size']:<22} | {r['fwd_ours'] * 1e3:>11.1f} | {r['fwd_ref'] * 1e3:>10.1f} | "
               f"{r['fwd_ref'] / r['fwd_ours']:>5.2f}x | {r['fb_ours'] * 1e3:>11.1f} | {r['fb_ref'] * 1e3:>10.1f} | "
               f"{r['fb_ref'] / r['fb_ours']:>5.2f}x | {r['max_abs_diff']:>12.1e} |", flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import spmkit.merging  # noqa: F401  (registers every merging type)
 from spmkit.layers.gle import GuidedLocalEnhancement
@@ -15,14 +16,20 @@ from spmkit.merging.msa_only import MSAOnlyMerging
 from spmkit.registry import MERGING
 
 MINE = ["spm", "msa_only", "gle_only", "dtm"]
+ALL = [*MINE, "conv", "patch_merging", "conv_3x3"]
 
 
 def _build(name: str, in_dim: int, out_dim: int, **kw):
+    if name in ("conv", "patch_merging"):
+        kw.setdefault("norm_layer", nn.LayerNorm)
+    if name == "conv_3x3":  # PVT v2's overlapping merging
+        return MERGING.get("conv")(in_dim=in_dim, out_dim=out_dim, norm_layer=nn.LayerNorm, kernel_size=3,
+                                   stride=2, padding=1, **kw)
     return MERGING.get(name)(in_dim=in_dim, out_dim=out_dim, **kw)
 
 
 @pytest.mark.parametrize("hw", [(8, 8), (7, 9), (1, 1)], ids=["even", "odd", "1x1"])
-@pytest.mark.parametrize("name", MINE)
+@pytest.mark.parametrize("name", ALL)
 def test_shapes_even_and_odd_and_gradients(name, hw):
     torch.manual_seed(0)
     m = _build(name, 16, 32).train()
@@ -37,7 +44,7 @@ def test_shapes_even_and_odd_and_gradients(name, hw):
     assert not missing
 
 
-@pytest.mark.parametrize("name", MINE)
+@pytest.mark.parametrize("name", ALL)
 def test_meta_device_build(name):
     m = _build(name, 64, 128, device="meta")
     assert all(p.is_meta for p in m.parameters())
@@ -101,3 +108,21 @@ def test_dtm_offsets_move_the_sampling_and_learn_slower():
         "dconv.weight", "dconv.bias", "dconv.conv_offset.weight", "dconv.conv_offset.bias",
         "norm_layer.weight", "norm_layer.bias",
     ]
+
+
+@pytest.mark.parametrize("hw", [(8, 6), (7, 5)], ids=["even", "odd"])
+def test_patch_merging_equals_timm_swin(hw):
+    from timm.models.swin_transformer import PatchMerging as TimmPatchMerging
+
+    ours = _build("patch_merging", 16, 32)
+    theirs = TimmPatchMerging(16, 32)
+    theirs.load_state_dict(ours.state_dict(), strict=True)  # same names: norm, reduction
+    x = torch.randn(2, *hw, 16)
+    assert (ours(x) - theirs(x)).abs().max().item() < 1e-5
+
+
+def test_conv_merging_is_the_strided_conv_then_norm():
+    m = _build("conv_3x3", 16, 32).eval()
+    x = torch.randn(2, 8, 8, 16)
+    y = F.conv2d(x.permute(0, 3, 1, 2), m.proj.weight, m.proj.bias, stride=2, padding=1).permute(0, 2, 3, 1)
+    assert (m(x) - F.layer_norm(y, (32,), m.norm.weight, m.norm.bias, m.norm.eps)).abs().max().item() < 1e-5

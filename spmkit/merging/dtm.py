@@ -16,11 +16,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import register_flop_formula
 from torchvision.ops import deform_conv2d
 
+from spmkit.layers.pad import pad_nhwc_to_multiple
 from spmkit.registry import MERGING
 
 
@@ -102,10 +102,7 @@ class DeformableTokenMerging(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, H, W, C_in) -> (B, ceil(H/2), ceil(W/2), C_out)``."""
-        h, w = x.shape[1], x.shape[2]
-        if h % 2 or w % 2:
-            x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
-        x = self.dconv(x.permute(0, 3, 1, 2))
+        x = self.dconv(pad_nhwc_to_multiple(x, 2).permute(0, 3, 1, 2))
         return self.act_layer(self.norm_layer(x)).permute(0, 2, 3, 1)
 
     def extra_repr(self) -> str:

@@ -62,7 +62,7 @@ def build(
     ref = bp.reference.get("params")
     if ref:
         ok = "equal to" if ref == s.params else "DIFFERENT from"
-        console.print(f"reference: {ok} the published {ref:,} parameters ({bp.reference.get('timm', 'reference')}).")
+        console.print(f"reference: {ok} the published {ref:,} parameters ({bp.reference.get('timm') or 'reference'}).")
 
 
 def register(app: typer.Typer) -> None:
