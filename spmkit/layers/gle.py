@@ -126,14 +126,16 @@ class GuidedLocalEnhancement(nn.Module):
         step = rows
         if x.device.type == "cpu" and self.cpu_chunk_elements > 0:
             step = max(1, self.cpu_chunk_elements // (self.attn.num_heads * c * wo))
-        outs = []
-        for r0 in range(0, rows, step):
-            r1 = min(rows, r0 + step)
-            rb = None
-            if bias is not None:  # row r of the batch is window row r % Ho
-                rb = bias[torch.arange(r0, r1, device=x.device) % ho].flatten(0, 1)
-            outs.append(self._attend(guide[r0:r1], tokens[r0:r1], rb))
-        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        if step >= rows:
+            out = self._attend(guide, tokens, None if bias is None else bias.repeat(b, 1, 1, 1).flatten(0, 1))
+        else:  # split (not slices): its backward is one concatenation, not a full-size gradient per chunk
+            outs = []
+            for r0, g, t in zip(range(0, rows, step), guide.split(step), tokens.split(step)):
+                rb = None
+                if bias is not None:  # row r of the batch is window row r % Ho
+                    rb = bias[torch.arange(r0, r0 + g.shape[0], device=x.device) % ho].flatten(0, 1)
+                outs.append(self._attend(g, t, rb))
+            out = torch.cat(outs)
         return out.view(b, ho, wo, c)
 
     def _attend(self, guide: torch.Tensor, tokens: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
