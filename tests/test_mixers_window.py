@@ -107,3 +107,13 @@ def test_grads_reach_every_parameter():
 def test_window_that_does_not_divide_is_a_clear_error():
     with pytest.raises(ValueError, match="allow_padding"):
         WindowAttention(8, 1, (10, 10), window_size=4)
+
+
+def test_meta_build_then_materialise_gives_the_same_output():
+    # a non-persistent index buffer made at construction would be uninitialised memory after to_empty()
+    torch.manual_seed(0)
+    ref = WindowAttention(8, 1, (8, 8), window_size=4, shift=True)
+    m = WindowAttention(8, 1, (8, 8), window_size=4, shift=True, device="meta").to_empty(device="cpu")
+    m.load_state_dict(ref.state_dict())
+    x = torch.randn(1, 64, 8)
+    torch.testing.assert_close(m(x, (8, 8)), ref(x, (8, 8)))
