@@ -117,3 +117,12 @@ def test_meta_build_then_materialise_gives_the_same_output():
     m.load_state_dict(ref.state_dict())
     x = torch.randn(1, 64, 8)
     torch.testing.assert_close(m(x, (8, 8)), ref(x, (8, 8)))
+
+
+def test_inference_mode_first_then_training_step():
+    m = WindowAttention(8, 1, (8, 8), window_size=4, shift=True)
+    x = torch.randn(1, 64, 8)
+    with torch.inference_mode():
+        m(x, (8, 8))
+    m(x.requires_grad_(), (8, 8)).sum().backward()
+    assert m.relative_position_bias_table.grad is not None

@@ -111,7 +111,8 @@ class WindowAttention(nn.Module):
     def _relative_position_index(self, device: torch.device) -> torch.Tensor:
         index = self._index_cache.get(str(device))
         if index is None:
-            index = relative_position_index(*self.window_size, device=device)
+            with torch.inference_mode(False):  # a normal tensor, so a later training step can save it
+                index = relative_position_index(*self.window_size, device=device)
             self._index_cache = {str(device): index}
         return index
 
