@@ -47,7 +47,7 @@ class TrainConfig:
     data: Path
     output: Path
     task: str = "classification"
-    recipe_file: Path | None = None
+    recipe_file: Path | str | None = None  # a YAML path or a builtin recipe name
     overrides: list[str] = field(default_factory=list)
     device: str = "auto"
     resume: Literal["no", "yes", "auto"] = "no"
