@@ -104,6 +104,8 @@ def test_user_errors_exit_2_without_traceback(data: Path, tmp_path: Path) -> Non
     assert res.exit_code == 2 and "no_such_field" in res.output
     res = runner.invoke(app, train_args(data, tmp_path / "o4", 1, 100))
     assert res.exit_code == 2 and "fewer than one step" in res.output
+    res = runner.invoke(app, train_args(data, tmp_path / "o5", 1, 3))
+    assert res.exit_code == 2 and "even batch size" in res.output
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     res = runner.invoke(app, ["eval", "--checkpoint", str(bad), "--data", str(data), "--json"])

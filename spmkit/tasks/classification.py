@@ -144,6 +144,9 @@ class ClassificationTask(Task):
 
         r = self.recipe
         if r.mixup > 0 or r.cutmix > 0:
+            if r.batch_size % 2:
+                raise DataError(f"mixup / CutMix need an even batch size per process, got {r.batch_size}; "
+                                f"change --batch-size or set mixup=0 cutmix=0.")
             self.mixup_fn = Mixup(
                 mixup_alpha=r.mixup, cutmix_alpha=r.cutmix, prob=r.mixup_prob, switch_prob=r.mixup_switch_prob,
                 mode=r.mixup_mode, label_smoothing=r.smoothing, num_classes=info["num_classes"],
@@ -158,8 +161,6 @@ class ClassificationTask(Task):
         images, targets, skipped = batch
         self._skipped += int(skipped.sum())
         if self.mixup_fn is not None:
-            if images.shape[0] % 2:
-                raise DataError(f"mixup/cutmix needs an even batch size per process, got {images.shape[0]}.")
             images, targets = self.mixup_fn(images, targets)
         logits = model(images)
         return self.train_loss_fn(logits.float(), targets), {}
