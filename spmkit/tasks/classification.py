@@ -144,9 +144,6 @@ class ClassificationTask(Task):
 
         r = self.recipe
         if r.mixup > 0 or r.cutmix > 0:
-            if r.batch_size % 2:
-                raise DataError(f"mixup / CutMix need an even batch size per process, got {r.batch_size}; "
-                                f"change --batch-size or set mixup=0 cutmix=0.")
             self.mixup_fn = Mixup(
                 mixup_alpha=r.mixup, cutmix_alpha=r.cutmix, prob=r.mixup_prob, switch_prob=r.mixup_switch_prob,
                 mode=r.mixup_mode, label_smoothing=r.smoothing, num_classes=info["num_classes"],
@@ -161,9 +158,19 @@ class ClassificationTask(Task):
         images, targets, skipped = batch
         self._skipped += int(skipped.sum())
         if self.mixup_fn is not None:
-            images, targets = self.mixup_fn(images, targets)
+            images, targets = self._mix(images, targets)
         logits = model(images)
         return self.train_loss_fn(logits.float(), targets), {}
+
+    def _mix(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """timm's Mixup / CutMix (in place); an odd batch's last image keeps its own smoothed label."""
+        if images.shape[0] % 2 == 0:
+            return self.mixup_fn(images, targets)
+        from timm.data.mixup import mixup_target
+
+        _, mixed = self.mixup_fn(images[:-1], targets[:-1])  # mixes the view, so ``images`` in place
+        last = mixup_target(targets[-1:], self.mixup_fn.num_classes, 1.0, self.recipe.smoothing)
+        return images, torch.cat([mixed, last.to(mixed.dtype)])
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: DataLoader, ctx) -> dict[str, float]:
