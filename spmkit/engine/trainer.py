@@ -47,7 +47,7 @@ class TrainConfig:
     data: Path
     output: Path
     task: str = "classification"
-    recipe_file: Path | None = None
+    recipe_file: Path | str | None = None  # a YAML path or a builtin recipe name
     overrides: list[str] = field(default_factory=list)
     device: str = "auto"
     resume: Literal["no", "yes", "auto"] = "no"
@@ -88,6 +88,21 @@ def _check_resume(cfg: TrainConfig, run: RunDir) -> Path | None:
         raise SpmkitError(f"{cfg.output} already holds a run ({last}). Continue it with --resume, "
                           f"or choose another --output.")
     return None
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """The checks a launcher runs once before starting processes, so that bad input gives one message
+    instead of one per process: task name, run folder / resume, recipe, data folder, blueprint."""
+    task_cls: type[Task] = TASKS.get(cfg.task)
+    run = RunDir(cfg.output, enabled=False)
+    resume_path = _check_resume(cfg, run)
+    base = load_checkpoint(resume_path)["recipe"] if resume_path is not None else None
+    recipe = load_recipe(task_cls.recipe_class, cfg.recipe_file, cfg.overrides, base=base)
+    task_cls(recipe).data_info(Path(cfg.data))
+    if resume_path is None and cfg.model.blueprint and not cfg.model.blueprint.startswith("timm:"):
+        import spmkit
+
+        spmkit.load_blueprint(cfg.model.blueprint, overrides=list(cfg.model.overrides))
 
 
 def train(cfg: TrainConfig, reporter: Reporter | None = None) -> list[dict[str, Any]]:
@@ -144,8 +159,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
         raise DataError(f"{data}/train has {len(train_ds)} images: fewer than one step of "
                         f"{bs} x {recipe.accum_steps} (accumulation) x {ctx.world_size} processes.")
     updates_per_epoch = batches // recipe.accum_steps
-    train_loader = _loader(train_ds, train_sampler, bs, recipe.workers, task.collate_fn("train"), True, ctx.device)
-    val_loader = _loader(val_ds, val_sampler, bs, recipe.workers, task.collate_fn("val"), False, ctx.device)
+    workers = recipe.resolved_workers()
+    train_loader = _loader(train_ds, train_sampler, bs, workers, task.collate_fn("train"), True, ctx.device)
+    val_loader = _loader(val_ds, val_sampler, bs, workers, task.collate_fn("val"), False, ctx.device)
 
     global_batch = bs * recipe.accum_steps * ctx.world_size
     lr = recipe.resolved_lr(global_batch)
