@@ -69,8 +69,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=96, help="generated image side (pixels)")
     ap.add_argument("--n-train", type=int, default=64)
     ap.add_argument("--n-val", type=int, default=16)
-    ap.add_argument("--det-epochs", type=int, default=12)
-    ap.add_argument("--seg-iters", type=int, default=300)
+    ap.add_argument("--max-shapes", type=int, default=2)
+    ap.add_argument("--radius", type=float, nargs=2, default=(0.18, 0.32), help="shape radii, fractions of --size")
+    ap.add_argument("--det-epochs", type=int, default=24)
+    ap.add_argument("--seg-iters", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy host)")
     args = ap.parse_args()
 
@@ -81,10 +83,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     result: dict = {"machine": f"CPU, torch {torch.__version__}, {args.threads} threads (shared host)",
-                    "data": {"size": args.size, "n_train": args.n_train, "n_val": args.n_val}}
+                    "data": {"size": args.size, "n_train": args.n_train, "n_val": args.n_val,
+                             "max_shapes": args.max_shapes, "radius": list(args.radius)}}
+    shape_args = dict(n_train=args.n_train, n_val=args.n_val, size=args.size, seed=0, max_shapes=args.max_shapes,
+                      radius=tuple(args.radius))
     s = args.size
     if args.only in (None, "detection"):
-        coco = make_shapes_coco(args.out / "coco", n_train=args.n_train, n_val=args.n_val, size=s, seed=0)
+        coco = make_shapes_coco(args.out / "coco", **shape_args)
         det = ["batch_size=4", "workers=0", f"epochs={args.det_epochs}", "lr=1e-3", "warmup_iters=20",
                f"decay_milestones=[{args.det_epochs * 2 // 3},{args.det_epochs * 11 // 12}]",
                f"min_size={s}", f"max_size={s}", "fpn_channels=64", "box_head_dim=256", "mask_head_dim=64",
@@ -93,8 +98,8 @@ def main() -> None:
         result["detection"] = run_task("detection", args.det_blueprint, coco, args.out / "det_run", det)
         print(json.dumps({"detection": result["detection"]}), flush=True)
     if args.only in (None, "segmentation"):
-        ade = make_shapes_ade20k(args.out / "ade", n_train=args.n_train, n_val=args.n_val, size=s, seed=0).parent
-        seg = ["batch_size=8", "workers=0", f"iters={args.seg_iters}", "epochs=3", "lr=1e-3",
+        ade = make_shapes_ade20k(args.out / "ade", **shape_args).parent
+        seg = ["batch_size=8", "workers=0", f"iters={args.seg_iters}", "epochs=4", "lr=1e-3",
                f"scale=[{2 * s},{s}]", f"crop_size=[{s * 2 // 3},{s * 2 // 3}]", "fpn_channels=64", "head_channels=64"]
         result["segmentation"] = run_task("segmentation", args.seg_blueprint, ade, args.out / "seg_run", seg)
     print(json.dumps(result, indent=1))
