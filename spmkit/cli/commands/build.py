@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -36,7 +37,7 @@ def build(
     if json_:
         typer.echo(json.dumps(s.to_dict(), indent=2))
         return
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 150)  # logs and pipes: no 80-column wrap
     title = f"{s.name}  ({s.source})" if s.source else s.name
     table = Table(title=title, title_justify="left")
     for col in ("stage", "HxW", "channels", "depth", "heads", "mixer", "merging", "merge M", "merge GMACs",
