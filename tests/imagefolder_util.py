@@ -26,10 +26,20 @@ def make_imagefolder(root: Path, classes: int = 3, train_per_class: int = 8, val
 
 
 #: model and recipe settings that keep a training test at a few seconds on one CPU core
-TEST_MODEL = "timm:test_resnet"
+TEST_MODEL = "tiny_pvt"
 FAST = ["--workers", "0", "--set", "img_size=32", "--set", "warmup_epochs=1", "--set", "log_every_steps=1"]
 
 
 def train_args(data: Path, out: Path, epochs: int = 2, batch_size: int = 4, *extra: str) -> list[str]:
     return ["train", "--blueprint", TEST_MODEL, "--data", str(data), "--output", str(out), "--epochs", str(epochs),
             "--batch-size", str(batch_size), *FAST, *extra]
+
+
+def one_thread():
+    """Generator for a module fixture: torch on one thread (two spinning threads crawl on a loaded 2-core box)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

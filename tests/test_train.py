@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from imagefolder_util import make_imagefolder, train_args
+from imagefolder_util import one_thread, make_imagefolder, train_args
 from typer.testing import CliRunner
 
 from spmkit.cli.app import app
 
 runner = CliRunner()
+
+_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +118,22 @@ def test_plot_writes_pngs(run: Path, tmp_path: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     res = runner.invoke(app, ["plot", str(tmp_path / "empty")])
     assert res.exit_code == 2 and "metrics.jsonl" in res.output
+
+
+def test_accumulation_and_corrupt_images_during_training(data: Path, tmp_path: Path, caplog) -> None:
+    import logging
+    import shutil
+
+    bad_data = tmp_path / "data"
+    shutil.copytree(data, bad_data)
+    bad = bad_data / "train" / "class_01" / "img_002.jpg"
+    bad.write_bytes(b"\xff\xd8 truncated jpeg")
+    out = tmp_path / "run"
+    with caplog.at_level(logging.WARNING, logger="spmkit.data"):
+        res = runner.invoke(app, train_args(bad_data, out, 1, 4, "--set", "accum_steps=2"))
+    assert res.exit_code == 0, res.output
+    row = json.loads((out / "metrics.jsonl").read_text())
+    assert row["step"] == 3  # 6 batches, an optimizer step every 2
+    assert row["train_skipped"] == 1 and row["val_skipped"] == 0
+    assert any(str(bad) in r.getMessage() for r in caplog.records)
+    assert "1 unreadable training images were skipped" in res.output

@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 
 import pytest
+from imagefolder_util import one_thread
 import torch
 from torch import nn
 
 from spmkit.engine.init_weights import load_init_weights
 from spmkit.engine.optim import create_optimizer, create_scheduler, param_groups
 from spmkit.engine.recipe import RecipeError, TrainRecipe, load_recipe
+
+_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 
 class Toy(nn.Module):
@@ -79,3 +82,19 @@ def test_init_weights_non_strict_reports_missing_and_skips_other_heads(tmp_path)
     assert sorted(report["missing"]) == ["offset.bias", "offset.weight"]
     assert sorted(report["skipped"]) == ["head.bias", "head.weight"]
     assert torch.equal(dst.proj.weight, src.proj.weight) and torch.equal(dst.offset.weight, before)
+
+
+def test_init_from_timm_pvt_v2_weights_through_the_converter(tmp_path) -> None:
+    from timm.models.pvt_v2 import PyramidVisionTransformerV2
+
+    from spmkit.tasks.base import ModelSpec
+    from spmkit.tasks.classification import ClassificationRecipe, ClassificationTask
+
+    ref = PyramidVisionTransformerV2(depths=(1, 1, 1, 1), embed_dims=(16, 32, 48, 64), num_heads=(1, 2, 2, 4),
+                                     sr_ratios=(4, 2, 1, 1), mlp_ratios=(2, 2, 2, 2), num_classes=10)
+    torch.save({"state_dict": ref.state_dict()}, tmp_path / "timm.pth")
+    task = ClassificationTask(ClassificationRecipe())
+    model = task.build_model(ModelSpec("tiny_pvt_v2"), {"num_classes": 3, "classes": ["a", "b", "c"]})
+    report = task.load_init_weights(model, tmp_path / "timm.pth")
+    assert sorted(report["skipped"]) == ["head.fc.bias", "head.fc.weight"] and not report["missing"]
+    torch.testing.assert_close(model.stem.proj.weight, ref.patch_embed.proj.weight)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import signal
@@ -10,13 +12,15 @@ import sys
 from pathlib import Path
 
 import torch
-from imagefolder_util import make_imagefolder, train_args
+from imagefolder_util import one_thread, make_imagefolder, train_args
 from typer.testing import CliRunner
 
 from spmkit.cli.app import app
 from spmkit.engine.trainer import FAULT_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
+
+_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 
 def _steps(run: Path) -> list[dict]:

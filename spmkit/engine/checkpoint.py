@@ -6,7 +6,6 @@ so loading never unpickles code. A file that cannot be read raises ``CheckpointE
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -22,18 +21,10 @@ FORMAT_VERSION = 1
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    from spmkit.engine_io import save_atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    save_atomic({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, path)
     return path
 
 

@@ -97,7 +97,13 @@ def load_recipe(cls: type[R], path: str | Path | None = None, overrides: Sequenc
         source = str(path)
         p = Path(path)
         if not p.is_file():
-            raise RecipeError(f"recipe file {p} does not exist.")
+            from spmkit.recipes import list_recipes
+
+            builtin = list_recipes()
+            if str(path) not in builtin:
+                raise RecipeError(f"recipe {path} is neither a file nor a builtin recipe "
+                                  f"({', '.join(builtin)}).")
+            p = builtin[str(path)]
         try:
             loaded = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:

@@ -47,7 +47,7 @@ class TrainConfig:
     data: Path
     output: Path
     task: str = "classification"
-    recipe_file: Path | None = None
+    recipe_file: Path | str | None = None  # a YAML path or a builtin recipe name
     overrides: list[str] = field(default_factory=list)
     device: str = "auto"
     resume: Literal["no", "yes", "auto"] = "no"
@@ -73,7 +73,7 @@ def _loader(dataset, sampler, batch_size: int, workers: int, collate, drop_last:
 
 def _resolved_blueprint(model: nn.Module) -> dict[str, Any] | None:
     bp = getattr(unwrap(model), "blueprint", None)
-    return bp.model_dump(mode="json") if bp is not None and hasattr(bp, "model_dump") else None
+    return bp.model_dump(mode="json", exclude_unset=True) if bp is not None and hasattr(bp, "model_dump") else None
 
 
 def _check_resume(cfg: TrainConfig, run: RunDir) -> Path | None:

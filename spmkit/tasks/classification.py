@@ -42,23 +42,23 @@ class ClassificationRecipe(TrainRecipe):
     crop_pct: float | None = None
 
 
-def build_model(spec: ModelSpec, num_classes: int) -> nn.Module:
-    """``timm:<name>`` -> a timm model; otherwise an spmkit blueprint (name, path or resolved dict)."""
+def build_model(spec: ModelSpec, num_classes: int, img_size: int | None = None) -> nn.Module:
+    """``timm:<name>`` -> a timm model; otherwise an spmkit blueprint (name, path or resolved dict).
+
+    ``img_size`` builds an spmkit model for that input size (position tables, attention windows).
+    """
     if spec.blueprint.startswith("timm:"):
         import timm
 
         return timm.create_model(spec.blueprint[5:], pretrained=False, num_classes=num_classes)
     import spmkit
 
-    if spec.resolved is not None:
-        from spmkit.blueprint import Blueprint
-
-        bp = Blueprint.model_validate(spec.resolved)
-        model = spmkit.build_model(bp)
-        if model.num_classes != num_classes:
-            model.reset_classifier(num_classes)
-        return model
-    return spmkit.create_model(spec.blueprint, overrides=list(spec.overrides), num_classes=num_classes)
+    source = spmkit.load_blueprint(spec.resolved if spec.resolved is not None else spec.blueprint,
+                                   overrides=() if spec.resolved is not None else list(spec.overrides))
+    kwargs: dict[str, Any] = {"num_classes": num_classes}
+    if img_size is not None and img_size != source.img_size:
+        kwargs["img_size"] = img_size
+    return spmkit.create_model(source, **kwargs)
 
 
 @TASKS.register("classification")
@@ -104,7 +104,7 @@ class ClassificationTask(Task):
         return stored
 
     def build_model(self, spec: ModelSpec, info: dict[str, Any]) -> nn.Module:
-        model = build_model(spec, info["num_classes"])
+        model = build_model(spec, info["num_classes"], self.recipe.img_size)
         head = getattr(model, "num_classes", info["num_classes"])
         if head != info["num_classes"]:
             raise DataError(f"the model's head has {head} classes but the data has {info['num_classes']}.")

@@ -9,7 +9,12 @@ from typing import Annotated, Optional
 import typer
 
 from spmkit.cli.errors import user_errors
-from spmkit.cli.options import JsonOption, SetOption
+from spmkit.cli.options import JsonOption
+
+RecipeSetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a recipe field for evaluation, e.g. --set img_size=256."),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -24,7 +29,7 @@ def eval_(
     weights: Annotated[Optional[Path], typer.Option("--weights", help="weights for --blueprint (spmkit or timm)")] = None,
     task: Annotated[str, typer.Option("--task", help="task for --blueprint")] = "classification",
     model_set: Annotated[Optional[list[str]], typer.Option("--model-set", help="blueprint override KEY=VALUE")] = None,
-    set_: SetOption = None,
+    set_: RecipeSetOption = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers")] = None,
     devices: Annotated[str, typer.Option("--devices", help="auto, cpu or cuda")] = "auto",

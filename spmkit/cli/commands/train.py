@@ -8,7 +8,11 @@ from typing import Annotated, Optional
 import typer
 
 from spmkit.cli.errors import user_errors
-from spmkit.cli.options import SetOption
+
+RecipeSetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a recipe field, e.g. --set lr=1e-3 --set mixup=0 (repeatable)."),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +31,7 @@ def train(
     lr: Annotated[Optional[float], typer.Option("--lr", help="absolute lr (default: 5e-4 x global batch / 512)")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="data-loader workers per process")] = None,
     init: Annotated[Optional[str], typer.Option("--init", help="start from these weights (spmkit or timm checkpoint)")] = None,
-    set_: SetOption = None,
+    set_: RecipeSetOption = None,
     model_set: Annotated[Optional[list[str]], typer.Option("--model-set", help="blueprint override KEY=VALUE (repeatable)")] = None,
     devices: Annotated[str, typer.Option("--devices", help="auto, cpu or cuda")] = "auto",
     gpus: Annotated[Optional[int], typer.Option("--gpus", help="GPU processes on this node (DDP)")] = None,
