@@ -92,7 +92,9 @@ class DetectionTask(Task):
     def _dataset(self, data_dir: Path, split: str) -> CocoDetection:
         key = (str(data_dir), split)
         if key not in self._datasets:  # annotation files are large: read each once
-            self._datasets[key] = CocoDetection(data_dir, split, with_masks=self.recipe.detector == "mask_rcnn")
+            # evaluation reads ground truth through COCOeval, so val targets need no decoded masks
+            masks = self.recipe.detector == "mask_rcnn" and split == "train"
+            self._datasets[key] = CocoDetection(data_dir, split, with_masks=masks)
         return self._datasets[key]
 
     @staticmethod
