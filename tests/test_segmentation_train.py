@@ -55,3 +55,12 @@ def test_upernet_trains_through_the_engine(scenes, tmp_path):
     assert rows[-1]["lr"] == pytest.approx(0.0)  # poly decays to min_lr 0 at the last iteration
     for key in ("mIoU", "pixel_acc", "mAcc", "IoU.background"):
         assert 0.0 <= rows[-1][key] <= 100.0
+
+
+def test_backbone_without_strides_4_to_32_is_a_user_error():
+    from spmkit.errors import SpmkitError
+    from spmkit.tasks.base import ModelSpec
+
+    task = SegmentationTask(SegmentationRecipe())
+    with pytest.raises(SpmkitError, match=r"cannot build a semantic_fpn segmentor on timm:test_vit.*strides \[16"):
+        task.build_model(ModelSpec("timm:test_vit"), {"num_classes": 3})
