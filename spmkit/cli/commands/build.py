@@ -62,7 +62,9 @@ def build(
     ref = bp.reference.get("params")
     if ref:
         ok = "equal to" if ref == s.params else "DIFFERENT from"
-        console.print(f"reference: {ok} the published {ref:,} parameters ({bp.reference.get('timm', 'reference')}).")
+        timm_name = bp.reference.get("timm")
+        origin = f"timm's {timm_name}" if timm_name else "the blueprint's reference count"
+        console.print(f"parameters {ok} {origin}: {ref:,}.")
 
 
 def register(app: typer.Typer) -> None:
