@@ -67,8 +67,14 @@ def main() -> None:
     skipped = torch.zeros(args.batch_size, dtype=torch.long, device=dev)
     ctx = DistContext(device=dev)
 
+    def timm_model():
+        try:
+            return timm.create_model(args.timm, num_classes=args.num_classes, img_size=args.img_size)
+        except TypeError:  # models without a fixed input size (pvt_v2) take no img_size
+            return timm.create_model(args.timm, num_classes=args.num_classes)
+
     def timm_contender():
-        model = timm.create_model(args.timm, num_classes=args.num_classes, img_size=args.img_size).to(dev).train()
+        model = timm_model().to(dev).train()
         opt = create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=0.05)
         sched, _ = create_scheduler_v2(opt, "cosine", num_epochs=10, warmup_epochs=1, step_on_epochs=False,
                                        updates_per_epoch=100)
@@ -99,8 +105,7 @@ def main() -> None:
         return (lambda: ts((x, y, skipped), at_update=True)), model
 
     timm_step, _ = timm_contender()
-    engine_timm_step, _ = engine_contender(timm.create_model(args.timm, num_classes=args.num_classes,
-                                                             img_size=args.img_size))
+    engine_timm_step, _ = engine_contender(timm_model())
     spm_model = spmkit.create_model(args.blueprint, num_classes=args.num_classes, img_size=args.img_size)
     spmkit_step, _ = engine_contender(spm_model)
     contenders = {"timm": timm_step, "engine+timm": engine_timm_step, "spmkit": spmkit_step}

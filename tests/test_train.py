@@ -104,6 +104,7 @@ def test_user_errors_exit_2_without_traceback(data: Path, tmp_path: Path) -> Non
     assert res.exit_code == 2 and "no_such_field" in res.output
     res = runner.invoke(app, train_args(data, tmp_path / "o4", 1, 100))
     assert res.exit_code == 2 and "fewer than one step" in res.output
+
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     res = runner.invoke(app, ["eval", "--checkpoint", str(bad), "--data", str(data), "--json"])
@@ -118,6 +119,18 @@ def test_plot_writes_pngs(run: Path, tmp_path: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     res = runner.invoke(app, ["plot", str(tmp_path / "empty")])
     assert res.exit_code == 2 and "metrics.jsonl" in res.output
+
+
+def test_odd_batch_with_mixup_keeps_the_last_image_unmixed() -> None:
+    from spmkit.tasks.classification import ClassificationRecipe, ClassificationTask
+
+    task = ClassificationTask(ClassificationRecipe(batch_size=3, mixup=0.8, cutmix=0.0, smoothing=0.1))
+    task.setup_training(torch.nn.Identity(), {"num_classes": 4})
+    x = torch.arange(3.0).view(3, 1, 1, 1).expand(3, 3, 2, 2).clone()
+    images, targets = task._mix(x.clone(), torch.tensor([0, 1, 2]))
+    assert targets.shape == (3, 4) and torch.allclose(targets.sum(1), torch.ones(3))
+    assert torch.equal(images[2], x[2]) and targets[2].argmax() == 2 and targets[2, 2] == pytest.approx(0.925)
+    assert not torch.equal(images[0], x[0])  # the first two are mixed with each other (lam < 1 a.s.)
 
 
 def test_accumulation_and_corrupt_images_during_training(data: Path, tmp_path: Path, caplog) -> None:

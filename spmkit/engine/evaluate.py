@@ -73,7 +73,7 @@ def evaluate(*, data: str | Path, checkpoint: str | Path | None = None, model: M
     ds = t.build_dataset(Path(data), "val", net, info)
     loader = torch.utils.data.DataLoader(
         ds, batch_size=recipe.batch_size, sampler=ShardSampler(len(ds), shuffle=False, pad=False),
-        num_workers=recipe.workers, collate_fn=t.collate_fn("val"), pin_memory=dev.type == "cuda")
+        num_workers=recipe.resolved_workers(), collate_fn=t.collate_fn("val"), pin_memory=dev.type == "cuda")
     ctx = DistContext(device=dev)
     t0 = time.perf_counter()
     metrics = t.evaluate(net, loader, ctx)

@@ -30,7 +30,8 @@ class TrainRecipe(BaseModel):
     epochs: int = Field(300, ge=1)
     batch_size: int = Field(128, ge=1, description="images per process per step")
     accum_steps: int = Field(1, ge=1, description="gradient accumulation: optimizer steps every N batches")
-    workers: int = Field(8, ge=0, description="data-loader worker processes per training process")
+    workers: int | None = Field(None, ge=0, description="data-loader workers per process; None -> "
+                                "min(8, CPU cores / processes on this node)")
     seed: int = 42
     # optimizer (timm.optim.create_optimizer_v2)
     opt: str = "adamw"
@@ -65,6 +66,15 @@ class TrainRecipe(BaseModel):
     eval_every_epochs: int = Field(1, ge=1)
     log_every_steps: int = Field(20, ge=1)
     init: str | None = Field(None, description="weights to start from: an spmkit or timm checkpoint")
+
+    def resolved_workers(self) -> int:
+        """``workers``, or min(8, CPU cores / processes on this node) when unset."""
+        if self.workers is not None:
+            return self.workers
+        import os
+
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        return max(1, min(8, (os.cpu_count() or 1) // per_node))
 
     def resolved_lr(self, global_batch: int) -> float:
         """The absolute learning rate for ``global_batch`` images per optimizer step (linear scaling)."""

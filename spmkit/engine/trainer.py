@@ -144,8 +144,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
         raise DataError(f"{data}/train has {len(train_ds)} images: fewer than one step of "
                         f"{bs} x {recipe.accum_steps} (accumulation) x {ctx.world_size} processes.")
     updates_per_epoch = batches // recipe.accum_steps
-    train_loader = _loader(train_ds, train_sampler, bs, recipe.workers, task.collate_fn("train"), True, ctx.device)
-    val_loader = _loader(val_ds, val_sampler, bs, recipe.workers, task.collate_fn("val"), False, ctx.device)
+    workers = recipe.resolved_workers()
+    train_loader = _loader(train_ds, train_sampler, bs, workers, task.collate_fn("train"), True, ctx.device)
+    val_loader = _loader(val_ds, val_sampler, bs, workers, task.collate_fn("val"), False, ctx.device)
 
     global_batch = bs * recipe.accum_steps * ctx.world_size
     lr = recipe.resolved_lr(global_batch)

@@ -158,11 +158,19 @@ class ClassificationTask(Task):
         images, targets, skipped = batch
         self._skipped += int(skipped.sum())
         if self.mixup_fn is not None:
-            if images.shape[0] % 2:
-                raise DataError(f"mixup/cutmix needs an even batch size per process, got {images.shape[0]}.")
-            images, targets = self.mixup_fn(images, targets)
+            images, targets = self._mix(images, targets)
         logits = model(images)
         return self.train_loss_fn(logits.float(), targets), {}
+
+    def _mix(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """timm's Mixup / CutMix (in place); an odd batch's last image keeps its own smoothed label."""
+        if images.shape[0] % 2 == 0:
+            return self.mixup_fn(images, targets)
+        from timm.data.mixup import mixup_target
+
+        _, mixed = self.mixup_fn(images[:-1], targets[:-1])  # mixes the view, so ``images`` in place
+        last = mixup_target(targets[-1:], self.mixup_fn.num_classes, 1.0, self.recipe.smoothing)
+        return images, torch.cat([mixed, last.to(mixed.dtype)])
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: DataLoader, ctx) -> dict[str, float]:

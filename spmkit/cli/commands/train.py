@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -88,8 +89,6 @@ def train(
         resume="yes" if resume else ("auto" if auto_resume else "no"),
     )
     reporter = None
-    import os
-
     if os.environ.get("RANK", "0") == "0":
         from spmkit.cli.training_progress import RichReporter
 
