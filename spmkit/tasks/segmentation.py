@@ -105,7 +105,9 @@ class SegmentationTask(Task):
     def build_dataset(self, data_dir: Path, split: Split, model: nn.Module, info: dict[str, Any]) -> Dataset:
         r = self.recipe
         if split == "val":
-            return ADE20K(data_dir, "val", transforms=SegmentationEvalTransform(r.scale))
+            val = ADE20K(data_dir, "val", transforms=SegmentationEvalTransform(r.scale))
+            val.class_names = list(info["classes"])  # the model's classes name the per-class IoUs
+            return val
         ds = ADE20K(
             data_dir,
             "train",
