@@ -41,7 +41,8 @@ def test_json_interface_blueprints_and_timm_with_subprocess_memory():
 
 def test_set_and_variants_become_entries(monkeypatch):
     seen = {}
-    monkeypatch.setattr(profile_lib, "profile_entries", lambda entries, config, progress=None: seen.update(e=entries) or [])
+    monkeypatch.setattr(profile_lib, "profile_entries",
+                        lambda entries, config, progress=None: seen.update(e=entries) or [])
     res = invoke("tiny_swin", "timm:test_vit", "--set", "mlp_ratio=1", "--variant", "stages.2.depth=2;stages.3.depth=2",
                  "--json")
     assert res.exit_code == 0, res.output

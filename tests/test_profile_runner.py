@@ -37,7 +37,8 @@ def run(entries, **kw):
 
 
 def test_counts_times_and_ratios():
-    slow, fast = Entry("slow", lambda: SleepNet(0.02, 8), (32, 32)), Entry("fast", lambda: SleepNet(0.002, 16), (32, 32))
+    slow = Entry("slow", lambda: SleepNet(0.02, 8), (32, 32))
+    fast = Entry("fast", lambda: SleepNet(0.002, 16), (32, 32))
     res = run([slow, fast])
     assert [r.name for r in res] == ["slow", "fast"]
     assert res[0].params == sum(p.numel() for p in SleepNet(0, 8).parameters())

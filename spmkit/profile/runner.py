@@ -104,7 +104,8 @@ def _check(config: ProfileConfig) -> torch.device:
 
 
 def _memory_request(entry: Entry, size: tuple[int, int], config: ProfileConfig) -> dict:
-    return entry.request() | {"in_chans": entry.in_chans, "input_size": list(size), "batch_size": config.batch_size, "amp": config.amp,
+    return entry.request() | {"in_chans": entry.in_chans, "input_size": list(size), "batch_size": config.batch_size,
+                              "amp": config.amp,
                               "channels_last": config.channels_last, "threads": torch.get_num_threads(),
                               "train": config.train}
 
@@ -122,7 +123,8 @@ def _subprocess_memory(jobs: list[tuple[Entry, tuple[int, int]]], config: Profil
     for (entry, size), res in zip(jobs, results):
         if "error" in res:
             raise ProfileError(f"{entry.name}: measuring memory failed ({res['error']}); use --no-memory to skip it.")
-        out[(id(entry), size)] = (MemoryStats(**res["inference"]), MemoryStats(**res["train"]) if res["train"] else None)
+        train = MemoryStats(**res["train"]) if res["train"] else None
+        out[(id(entry), size)] = (MemoryStats(**res["inference"]), train)
     return out
 
 
@@ -219,7 +221,8 @@ def profile_entries(entries: Sequence[Entry], config: ProfileConfig = ProfileCon
                     say(f"measuring memory of {entry.name}")
                     inf_mem, train_mem = _memory(raw[i], size, config, opts, entry.in_chans)
                 res.peak_memory_bytes, res.memory_method = inf_mem.growth_bytes, inf_mem.method
-                res.max_allocated_bytes, res.max_reserved_bytes = inf_mem.max_allocated_bytes, inf_mem.max_reserved_bytes
+                res.max_allocated_bytes = inf_mem.max_allocated_bytes
+                res.max_reserved_bytes = inf_mem.max_reserved_bytes
                 if train_mem is not None:
                     res.train_peak_memory_bytes = train_mem.growth_bytes
                     res.train_max_allocated_bytes = train_mem.max_allocated_bytes
