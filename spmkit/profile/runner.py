@@ -104,10 +104,9 @@ def _check(config: ProfileConfig) -> torch.device:
 
 
 def _memory_request(entry: Entry, size: tuple[int, int], config: ProfileConfig) -> dict:
-    return entry.request() | {"in_chans": entry.in_chans, "input_size": list(size), "batch_size": config.batch_size,
-                              "amp": config.amp,
-                              "channels_last": config.channels_last, "threads": torch.get_num_threads(),
-                              "train": config.train}
+    return entry.request() | {
+        "in_chans": entry.in_chans, "input_size": list(size), "batch_size": config.batch_size, "amp": config.amp,
+        "channels_last": config.channels_last, "threads": torch.get_num_threads(), "train": config.train}
 
 
 def _subprocess_memory(jobs: list[tuple[Entry, tuple[int, int]]], config: ProfileConfig
