@@ -175,7 +175,7 @@ def profile_entries(entries: Sequence[Entry], config: ProfileConfig = ProfileCon
         say(f"building {len(group)} model(s) at {size[0]}x{size[1]}")
         raw = [e.build().eval() for e in group]
         params = [sum(p.numel() for p in m.parameters()) for m in raw]
-        flops = [count_flops(m, (1, e.in_chans, *size)).total_flops for e, m in zip(group, raw)]
+        flops = [_first_run(e, m, size) for e, m in zip(group, raw)]
         raw = [m.to(dev) for m in raw]
         models = [prepare_model(m, opts) for m in raw]
         chans = {e.in_chans for e in group}
@@ -187,9 +187,11 @@ def profile_entries(entries: Sequence[Entry], config: ProfileConfig = ProfileCon
         say("timing batch-1 latency")
         lat = time_interleaved([inference_call(m, x1, opts) for m in models], warmup=config.warmup,
                                repeats=config.repeats, device=dev, max_seconds=config.max_seconds)
-        say(f"timing throughput at batch {config.batch_size}")
-        thr = time_interleaved([inference_call(m, xb, opts) for m in models], warmup=config.warmup,
-                               repeats=config.repeats, device=dev, max_seconds=config.max_seconds)
+        thr = lat  # batch 1: throughput is 1000 / latency, no second measurement
+        if config.batch_size > 1:
+            say(f"timing throughput at batch {config.batch_size}")
+            thr = time_interleaved([inference_call(m, xb, opts) for m in models], warmup=config.warmup,
+                                   repeats=config.repeats, device=dev, max_seconds=config.max_seconds)
         train: list[TimingStats | None] = [None] * len(group)
         if config.train:
             say("timing training steps")
@@ -237,6 +239,16 @@ def profile_entries(entries: Sequence[Entry], config: ProfileConfig = ProfileCon
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     return results
+
+
+def _first_run(entry: Entry, model: torch.nn.Module, size: tuple[int, int]) -> int:
+    """FLOPs of one batch-1 forward; a model that cannot run at ``size`` is a user error, not a traceback."""
+    try:
+        return count_flops(model, (1, entry.in_chans, *size)).total_flops
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
+        raise ProfileError(f"{entry.name} does not run at input {size[0]}x{size[1]}: {msg}. timm references "
+                           "often accept only their own size; drop --input-size or pick another.") from exc
 
 
 def _plain_run(model: torch.nn.Module, x: torch.Tensor, opts: StepOptions) -> Callable[[], object]:
