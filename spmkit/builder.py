@@ -47,7 +47,7 @@ class _Build:
             return None
         try:
             return cls(**kwargs)
-        except (ValueError, TypeError) as err:
+        except ValueError as err:  # the contract: constructors raise ValueError for user-facing constraints
             self.issues.append(FieldIssue(path, str(err)))
             return None
 

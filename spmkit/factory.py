@@ -111,20 +111,16 @@ def _timm_entry(name: str):
 
 
 def register_blueprint(path_or_name: str | os.PathLike, name: str | None = None) -> str:
-    """Register a blueprint with timm as ``spmkit_<name>``; returns the timm model name."""
+    """Register a blueprint file with timm as ``spmkit_<name>`` (default: its ``name`` field); returns the
+    timm model name, usable with ``timm.create_model`` (``features_only`` included)."""
     from timm.models import register_model
 
     bp = load_blueprint(path_or_name)
-    model_name = name or bp.name
-    entry = _timm_entry(str(path_or_name) if name or not _is_builtin(bp.name) else bp.name)
-    entry.__name__ = entry.__qualname__ = f"spmkit_{model_name}"
+    entry = _timm_entry(str(path_or_name))
+    entry.__name__ = entry.__qualname__ = f"spmkit_{name or bp.name}"
     setattr(sys.modules[__name__], entry.__name__, entry)
     register_model(entry)
     return entry.__name__
-
-
-def _is_builtin(name: str) -> bool:
-    return name in list_blueprints()
 
 
 def register_builtin_blueprints() -> list[str]:

@@ -24,7 +24,7 @@ def test_build_table_and_json() -> None:
 
 def test_build_reports_reference_equality() -> None:
     res = runner.invoke(app, ["build", "swin_t"])
-    assert res.exit_code == 0 and "equal to the published 28,288,354" in " ".join(res.output.split())
+    assert res.exit_code == 0 and "equal to timm's swin_tiny_patch4_window7_224: 28,288,354" in " ".join(res.output.split())
 
 
 def test_build_error_exit_2_no_traceback(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -36,7 +37,7 @@ def build(
     if json_:
         typer.echo(json.dumps(s.to_dict(), indent=2))
         return
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 150)  # logs and pipes: no 80-column wrap
     title = f"{s.name}  ({s.source})" if s.source else s.name
     table = Table(title=title, title_justify="left")
     for col in ("stage", "HxW", "channels", "depth", "heads", "mixer", "merging", "merge M", "merge GMACs",
@@ -61,7 +62,9 @@ def build(
     ref = bp.reference.get("params")
     if ref:
         ok = "equal to" if ref == s.params else "DIFFERENT from"
-        console.print(f"reference: {ok} the published {ref:,} parameters ({bp.reference.get('timm', 'reference')}).")
+        timm_name = bp.reference.get("timm")
+        origin = f"timm's {timm_name}" if timm_name else "the blueprint's reference count"
+        console.print(f"parameters {ok} {origin}: {ref:,}.")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,99 @@
+"""``spmkit train``: train a blueprint on a data folder, on one process or many (torchrun + DDP)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from spmkit.cli.errors import user_errors
+
+RecipeSetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a recipe field, e.g. --set lr=1e-3 --set mixup=0 (repeatable)."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train", help="Train a model (ImageNet recipe by default); --gpus N / --nproc N launch DDP.")(train)
+
+
+@user_errors
+def train(
+    data: Annotated[Path, typer.Option("--data", help="data folder (ImageNet layout: train/<class>/..., val/<class>/...)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="run folder (metrics, checkpoints)")],
+    blueprint: Annotated[Optional[str], typer.Option("--blueprint", "-b", help="blueprint name or YAML path; timm:<name> for a timm model")] = None,
+    task: Annotated[str, typer.Option("--task", help="classification, or a task another module registers")] = "classification",
+    recipe: Annotated[Optional[Path], typer.Option("--recipe", help="recipe YAML (fields of the task's recipe)")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", help="shortcut for --set epochs=N")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="images per process per step")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="absolute lr (default: 5e-4 x global batch / 512)")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="data-loader workers per process")] = None,
+    init: Annotated[Optional[str], typer.Option("--init", help="start from these weights (spmkit or timm checkpoint)")] = None,
+    set_: RecipeSetOption = None,
+    model_set: Annotated[Optional[list[str]], typer.Option("--model-set", help="blueprint override KEY=VALUE (repeatable)")] = None,
+    devices: Annotated[str, typer.Option("--devices", help="auto, cpu or cuda")] = "auto",
+    gpus: Annotated[Optional[int], typer.Option("--gpus", help="GPU processes on this node (DDP)")] = None,
+    nproc: Annotated[Optional[int], typer.Option("--nproc", help="processes on this node (with --devices cpu: gloo)")] = None,
+    nodes: Annotated[Optional[int], typer.Option("--nodes", help="number of machines (default: SLURM_NNODES or 1)")] = None,
+    node_rank: Annotated[Optional[int], typer.Option("--node-rank", help="this machine's rank (static rendezvous)")] = None,
+    rdzv_endpoint: Annotated[Optional[str], typer.Option("--rdzv-endpoint", help="HOST:PORT of the rendezvous (multi-node)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --output from its last.pt")] = False,
+    auto_resume: Annotated[bool, typer.Option("--auto-resume", help="continue if --output has last.pt, else start")] = False,
+) -> None:
+    from spmkit.engine.launch import in_launched_process, launch, plan_launch
+
+    if gpus is not None and nproc is not None and gpus != nproc:
+        raise typer.BadParameter("give --gpus or --nproc, not both with different counts.")
+    if gpus is not None and devices == "cpu":
+        raise typer.BadParameter("--gpus conflicts with --devices cpu; use --nproc for CPU processes.")
+    if blueprint is None and not (resume or auto_resume):
+        raise typer.BadParameter("--blueprint is required (except with --resume).")
+    device = "cuda" if gpus is not None and devices == "auto" else devices
+    overrides = list(set_ or [])
+    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("workers", workers),
+                       ("init", init)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+
+    if not in_launched_process():
+        plan = plan_launch(gpus or nproc or 1, nodes, node_rank, rdzv_endpoint)
+        if plan is not None:
+            args = ["train", "--data", str(data), "--output", str(output), "--task", task, "--devices", device]
+            if blueprint is not None:
+                args += ["--blueprint", blueprint]
+            if recipe is not None:
+                args += ["--recipe", str(recipe)]
+            for o in overrides:
+                args += ["--set", o]
+            for o in model_set or []:
+                args += ["--model-set", o]
+            if resume:
+                args.append("--resume")
+            if auto_resume:
+                args.append("--auto-resume")
+            code = launch(plan, args)
+            if code:
+                raise typer.Exit(code)
+            return
+
+    import spmkit.tasks  # noqa: F401  (registers the tasks)
+    from spmkit.engine.trainer import TrainConfig, train as run_training
+    from spmkit.tasks.base import ModelSpec
+
+    cfg = TrainConfig(
+        model=ModelSpec(blueprint or "", tuple(model_set or ())), data=data, output=output, task=task,
+        recipe_file=recipe, overrides=overrides, device=device,
+        resume="yes" if resume else ("auto" if auto_resume else "no"),
+    )
+    reporter = None
+    import os
+
+    if os.environ.get("RANK", "0") == "0":
+        from spmkit.cli.training_progress import RichReporter
+
+        reporter = RichReporter()
+    rows = run_training(cfg, reporter=reporter)
+    if rows:
+        typer.echo(f"run folder: {output}  (last.pt, best.pt, metrics.jsonl)")

@@ -1,0 +1,1 @@
+"""Datasets and transforms for the tasks (ImageNet folders, ...)."""

@@ -1,0 +1,1 @@
+"""Task-agnostic training engine: run folders, launch, DDP, the training loop, checkpoints, metrics."""

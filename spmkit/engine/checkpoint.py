@@ -1,0 +1,72 @@
+"""Checkpoints: written atomically, read with ``torch.load(weights_only=True)``.
+
+Everything stored is a tensor or a primitive container (dict / list / tuple / str / int / float / None),
+so loading never unpickles code. A file that cannot be read raises ``CheckpointError`` naming the path.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from spmkit.errors import CheckpointError
+
+FORMAT = "spmkit-checkpoint"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Write ``state`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    from spmkit.engine_io import save_atomic
+
+    path = Path(path)
+    save_atomic({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read an spmkit checkpoint (CPU tensors); ``CheckpointError`` when missing, unreadable or foreign."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated files, pickles with code, ... are all the user's file
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "error:" in ln.lower()), lines[0] if lines else "")
+        raise CheckpointError(
+            f"checkpoint {path} cannot be loaded with weights_only=True ({type(e).__name__}: {why}). "
+            f"It may be truncated, or not a checkpoint written by spmkit."
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an spmkit checkpoint (no '{FORMAT}' marker); "
+                              f"use --init to start from plain or timm weights.")
+    return state
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch CPU and CUDA generator states as tensors / primitives."""
+    py = random.getstate()
+    np_state = np.random.get_state()
+    return {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])

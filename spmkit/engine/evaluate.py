@@ -1,0 +1,82 @@
+"""Evaluate a run's checkpoint, or a blueprint with weights, on the val split of a data folder."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spmkit.engine.checkpoint import load_checkpoint
+from spmkit.engine.distributed import DistContext
+from spmkit.engine.init_weights import load_init_weights
+from spmkit.engine.recipe import load_recipe
+from spmkit.engine.sampler import ShardSampler
+from spmkit.errors import CheckpointError, SpmkitError
+from spmkit.registry import TASKS
+from spmkit.tasks.base import ModelSpec, Task
+
+import spmkit.tasks  # noqa: F401  (registers the tasks)
+
+
+def evaluate(*, data: str | Path, checkpoint: str | Path | None = None, model: ModelSpec | None = None,
+             weights: str | Path | None = None, task: str | None = None, overrides: list[str] | None = None,
+             batch_size: int | None = None, workers: int | None = None, device: str = "auto",
+             use_ema: bool = False) -> dict[str, Any]:
+    """Metrics of the task's ``evaluate`` plus ``images``, ``images_per_s`` and ``seconds``.
+
+    Either ``checkpoint`` (an spmkit run checkpoint: model, recipe and classes come from it) or ``model``
+    with optional ``weights`` (spmkit or timm weights, loaded non-strictly; missing keys are an error here).
+    """
+    if (checkpoint is None) == (model is None):
+        raise SpmkitError("give either --checkpoint or --blueprint (with --weights), not both or neither.")
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    extra = list(overrides or [])
+    if batch_size is not None:
+        extra.append(f"batch_size={batch_size}")
+    if workers is not None:
+        extra.append(f"workers={workers}")
+    if checkpoint is not None:
+        ckpt = load_checkpoint(checkpoint)
+        task_name = ckpt.get("task", "classification")
+        task_cls: type[Task] = TASKS.get(task_name)
+        recipe = load_recipe(task_cls.recipe_class, None, extra, base=ckpt["recipe"])
+        t = task_cls(recipe)
+        info = t.eval_data_info(Path(data), ckpt["data_info"])
+        spec = ModelSpec(ckpt["model_spec"]["blueprint"], tuple(ckpt["model_spec"]["overrides"]),
+                         resolved=ckpt.get("blueprint"))
+        net = t.build_model(spec, info)
+        sd = ckpt["ema"] if use_ema else ckpt["model"]
+        if sd is None:
+            raise CheckpointError(f"{checkpoint} has no EMA weights (the run had ema: false).")
+        try:
+            net.load_state_dict(sd)
+        except RuntimeError as e:
+            raise CheckpointError(f"{checkpoint}: weights do not fit the model: {str(e).splitlines()[0]}") from None
+    else:
+        task_cls = TASKS.get(task or "classification")
+        recipe = load_recipe(task_cls.recipe_class, None, extra)
+        t = task_cls(recipe)
+        info = t.eval_data_info(Path(data), None)
+        net = t.build_model(model, info)
+        if weights is not None:
+            report = load_init_weights(t.init_target(net), weights)
+            if report["missing"] or report["skipped"]:
+                bad = report["missing"] + report["skipped"]
+                raise CheckpointError(f"{weights} leaves {len(bad)} parameters of the model unset "
+                                      f"(e.g. {', '.join(bad[:3])}); evaluation needs all of them.")
+    net.to(dev).eval()
+    if recipe.channels_last:
+        net.to(memory_format=torch.channels_last)
+    ds = t.build_dataset(Path(data), "val", net, info)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_size=recipe.batch_size, sampler=ShardSampler(len(ds), shuffle=False, pad=False),
+        num_workers=recipe.workers, collate_fn=t.collate_fn("val"), pin_memory=dev.type == "cuda")
+    ctx = DistContext(device=dev)
+    t0 = time.perf_counter()
+    metrics = t.evaluate(net, loader, ctx)
+    seconds = time.perf_counter() - t0
+    n = len(ds)
+    return {**metrics, "images": n, "seconds": seconds, "images_per_s": n / max(seconds, 1e-9)}

@@ -1,0 +1,65 @@
+"""PNG curves of a run folder (loss, accuracy, learning rate) with matplotlib's Agg backend."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from spmkit.errors import DataError
+
+PANELS = (
+    ("loss", ("train_loss", "val_loss"), "loss"),
+    ("accuracy", ("top1", "top5", "ema_top1"), "accuracy (%)"),
+    ("lr", ("lr",), "learning rate"),
+)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
+    """Write ``loss.png``, ``accuracy.png``, ``lr.png`` (those with data) and return their paths.
+
+    Epoch metrics come from ``metrics.jsonl``; the lr panel uses the per-step ``steps.jsonl`` when present.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = Path(run_dir)
+    rows = _read_jsonl(run / "metrics.jsonl")
+    if not rows:
+        raise DataError(f"{run} has no metrics.jsonl rows to plot (is it an spmkit run folder?).")
+    steps = _read_jsonl(run / "steps.jsonl")
+    out = Path(out_dir) if out_dir is not None else run
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for name, keys, ylabel in PANELS:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        drawn = False
+        if name == "lr" and steps:
+            ax.plot([s["step"] for s in steps], [s["lr"] for s in steps], label="lr")
+            ax.set_xlabel("optimizer step")
+            drawn = True
+        else:
+            for key in keys:
+                pts = [(r["epoch"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+                if pts:
+                    ax.plot(*zip(*pts), marker="o", label=key)
+                    drawn = True
+            ax.set_xlabel("epoch")
+        if drawn:
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{run.name}: {name}")
+            ax.grid(alpha=0.3)
+            ax.legend()
+            fig.tight_layout()
+            path = out / f"{name}.png"
+            fig.savefig(path, dpi=100)
+            written.append(path)
+        plt.close(fig)
+    return written

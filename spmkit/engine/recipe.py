@@ -1,0 +1,130 @@
+"""The training recipe: a pydantic model of everything a run needs besides the model and the data.
+
+``TrainRecipe`` holds what every task shares (optimiser, schedule, precision, checkpoints); each task
+subclasses it with its own fields and defaults (``ClassificationRecipe`` adds augmentation and loss).
+A recipe comes from the task's defaults, then an optional YAML file, then ``--set key=value`` overrides,
+in that order; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Sequence, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from spmkit.errors import SpmkitError
+
+
+class RecipeError(SpmkitError):
+    """A recipe file or ``--set`` override that does not validate."""
+
+
+class TrainRecipe(BaseModel):
+    """Fields every task's recipe has. Defaults follow the PVT/DeiT ImageNet recipe."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # schedule length and batch
+    epochs: int = Field(300, ge=1)
+    batch_size: int = Field(128, ge=1, description="images per process per step")
+    accum_steps: int = Field(1, ge=1, description="gradient accumulation: optimizer steps every N batches")
+    workers: int = Field(8, ge=0, description="data-loader worker processes per training process")
+    seed: int = 42
+    # optimizer (timm.optim.create_optimizer_v2)
+    opt: str = "adamw"
+    lr: float | None = Field(None, gt=0, description="absolute lr; None -> lr_base * global_batch / lr_base_size")
+    lr_base: float = Field(5e-4, gt=0)
+    lr_base_size: int = Field(512, ge=1)
+    weight_decay: float = Field(0.05, ge=0)
+    momentum: float = 0.9
+    opt_eps: float | None = 1e-8
+    opt_betas: tuple[float, float] | None = None
+    clip_grad: float | None = Field(None, gt=0)
+    clip_mode: Literal["norm", "value", "agc"] = "norm"
+    # scheduler (timm.scheduler.create_scheduler_v2), stepped every optimizer update
+    sched: str = "cosine"
+    warmup_epochs: float = Field(5, ge=0)
+    warmup_lr: float = 1e-6
+    min_lr: float = 1e-5
+    cooldown_epochs: int = Field(0, ge=0)
+    decay_milestones: list[int] = Field(default_factory=lambda: [90, 180, 270])
+    decay_rate: float = 0.1
+    # precision and speed
+    amp: Literal["auto", "bf16", "fp16", "none"] = Field(
+        "auto", description="autocast dtype; auto -> bf16 on CUDA, none (fp32) on CPU")
+    channels_last: bool = False
+    compile: bool = False
+    grad_checkpointing: bool = False
+    # EMA of the weights (timm.utils.ModelEmaV3)
+    ema: bool = False
+    ema_decay: float = 0.99996
+    # checkpoints and logging
+    ckpt_every_steps: int | None = Field(None, ge=1, description="also write last.pt every N optimizer steps")
+    eval_every_epochs: int = Field(1, ge=1)
+    log_every_steps: int = Field(20, ge=1)
+    init: str | None = Field(None, description="weights to start from: an spmkit or timm checkpoint")
+
+    def resolved_lr(self, global_batch: int) -> float:
+        """The absolute learning rate for ``global_batch`` images per optimizer step (linear scaling)."""
+        return self.lr if self.lr is not None else self.lr_base * global_batch / self.lr_base_size
+
+
+R = TypeVar("R", bound=TrainRecipe)
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise RecipeError(f"--set {key}: {part!r} is not a mapping in the recipe.")
+    node[parts[-1]] = value
+
+
+def load_recipe(cls: type[R], path: str | Path | None = None, overrides: Sequence[str] = (),
+                base: dict[str, Any] | None = None) -> R:
+    """Build ``cls`` from its defaults (or ``base``, a stored recipe), a YAML file and ``KEY=VALUE`` overrides.
+
+    Override values are parsed as YAML (``lr=1e-3``, ``scale=[0.5,1]``). Raises ``RecipeError`` naming
+    every invalid field.
+    """
+    data: dict[str, Any] = dict(base or {})
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        p = Path(path)
+        if not p.is_file():
+            from spmkit.recipes import list_recipes
+
+            builtin = list_recipes()
+            if str(path) not in builtin:
+                raise RecipeError(f"recipe {path} is neither a file nor a builtin recipe "
+                                  f"({', '.join(builtin)}).")
+            p = builtin[str(path)]
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise RecipeError(f"recipe file {p} is not valid YAML: {e}") from None
+        if not isinstance(loaded, dict):
+            raise RecipeError(f"recipe file {p} must hold a mapping of recipe fields.")
+        data.update(loaded)
+    for item in overrides:
+        if "=" not in item:
+            raise RecipeError(f"--set {item!r}: expected KEY=VALUE, e.g. --set lr=1e-3.")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        _set_dotted(data, key.strip(), value)
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        lines = [f"{source}: invalid {cls.__name__} ({e.error_count()} problem{'s' if e.error_count() != 1 else ''})"]
+        for err in e.errors():
+            loc = ".".join(str(x) for x in err["loc"]) or "<root>"
+            lines.append(f"  - {loc}: {err['msg']}")
+        raise RecipeError("\n".join(lines)) from None

@@ -1,0 +1,303 @@
+"""The training loop, the same for every task and for one process or many (see ``spmkit.tasks.base``).
+
+One call of :func:`train` per process; under ``torch.distributed.run`` each process trains its shard with
+DistributedDataParallel and rank 0 writes the run folder. Resuming restores model, EMA, optimizer,
+scheduler, scaler, RNG and the position inside the epoch, so the continued run's optimizer-step counter
+and learning rate follow the uninterrupted run exactly (the data order too; random augmentations of the
+resumed part are drawn afresh).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from spmkit.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from spmkit.engine.distributed import DistContext, cleanup_distributed, init_distributed
+from spmkit.engine.optim import create_optimizer, create_scheduler
+from spmkit.engine.recipe import load_recipe
+from spmkit.engine.reporter import LogReporter, NullReporter, Reporter
+from spmkit.engine.run_dir import RunDir, versions
+from spmkit.engine.sampler import ShardSampler
+from spmkit.engine.step import TrainStep
+from spmkit.errors import CheckpointError, DataError, SpmkitError
+from spmkit.registry import TASKS
+from spmkit.tasks.base import ModelSpec, Task, unwrap
+
+#: fault injection for the resume tests: SIGKILL this process right after optimizer step N
+FAULT_ENV = "SPMKIT_FAULT_KILL_AT_STEP"
+
+
+@dataclass
+class TrainConfig:
+    """What ``spmkit train`` was asked for; the recipe is resolved from ``recipe_file`` + ``overrides``."""
+
+    model: ModelSpec
+    data: Path
+    output: Path
+    task: str = "classification"
+    recipe_file: Path | None = None
+    overrides: list[str] = field(default_factory=list)
+    device: str = "auto"
+    resume: Literal["no", "yes", "auto"] = "no"
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _worker_init(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def _loader(dataset, sampler, batch_size: int, workers: int, collate, drop_last: bool, device) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
+                      drop_last=drop_last, pin_memory=device.type == "cuda", worker_init_fn=_worker_init,
+                      persistent_workers=False)
+
+
+def _resolved_blueprint(model: nn.Module) -> dict[str, Any] | None:
+    bp = getattr(unwrap(model), "blueprint", None)
+    return bp.model_dump(mode="json", exclude_unset=True) if bp is not None and hasattr(bp, "model_dump") else None
+
+
+def _check_resume(cfg: TrainConfig, run: RunDir) -> Path | None:
+    last = run.last
+    if cfg.resume == "yes":
+        if not last.exists():
+            raise CheckpointError(f"--resume: {last} does not exist; start the run without --resume.")
+        return last
+    if cfg.resume == "auto":
+        return last if last.exists() else None
+    if last.exists():
+        raise SpmkitError(f"{cfg.output} already holds a run ({last}). Continue it with --resume, "
+                          f"or choose another --output.")
+    return None
+
+
+def train(cfg: TrainConfig, reporter: Reporter | None = None) -> list[dict[str, Any]]:
+    """Train (or continue) a run; returns the metrics rows written by this call (rank 0; others: [])."""
+    ctx = init_distributed(cfg.device)
+    try:
+        return _train(cfg, ctx, reporter)
+    finally:
+        cleanup_distributed()
+
+
+def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> list[dict[str, Any]]:
+    rep: Reporter = (reporter or LogReporter()) if ctx.is_main else NullReporter()
+    run = RunDir(cfg.output, enabled=ctx.is_main)
+    task_cls: type[Task] = TASKS.get(cfg.task)
+    data = Path(cfg.data)
+
+    resume_path = _check_resume(cfg, run)
+    ckpt: dict[str, Any] | None = load_checkpoint(resume_path) if resume_path is not None else None
+    if ckpt is not None and ckpt.get("task") != cfg.task:
+        raise CheckpointError(f"{resume_path} is a {ckpt.get('task')!r} run, not {cfg.task!r}.")
+    base = ckpt["recipe"] if ckpt is not None else None
+    recipe = load_recipe(task_cls.recipe_class, cfg.recipe_file, cfg.overrides, base=base)
+    task = task_cls(recipe)
+    _seed_all(recipe.seed + ctx.rank)
+
+    info = task.data_info(data)
+    spec = cfg.model
+    if ckpt is not None:
+        spec = ModelSpec(ckpt["model_spec"]["blueprint"], tuple(ckpt["model_spec"]["overrides"]),
+                         resolved=ckpt.get("blueprint"))
+        if ckpt.get("data_info") and ckpt["data_info"] != info:
+            raise DataError(f"{data} does not have the classes of the run being resumed ({resume_path}).")
+    model = task.build_model(spec, info)
+    if ckpt is None and recipe.init:
+        report = task.load_init_weights(model, recipe.init)
+        for k in ("missing", "unexpected", "skipped"):
+            if report.get(k):
+                rep.message(f"init from {recipe.init}: {len(report[k])} {k} keys "
+                            f"(e.g. {', '.join(report[k][:3])}); these keep their fresh initialisation")
+    if recipe.grad_checkpointing and hasattr(model, "set_grad_checkpointing"):
+        model.set_grad_checkpointing(True)
+    model.to(ctx.device)
+    if recipe.channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    train_ds = task.build_dataset(data, "train", model, info)
+    val_ds = task.build_dataset(data, "val", model, info)
+    bs = recipe.batch_size
+    train_sampler = ShardSampler(len(train_ds), ctx.rank, ctx.world_size, shuffle=True, seed=recipe.seed, pad=True)
+    val_sampler = ShardSampler(len(val_ds), ctx.rank, ctx.world_size, shuffle=False, pad=False)
+    batches = len(train_sampler) // bs // recipe.accum_steps * recipe.accum_steps
+    if batches == 0:
+        raise DataError(f"{data}/train has {len(train_ds)} images: fewer than one step of "
+                        f"{bs} x {recipe.accum_steps} (accumulation) x {ctx.world_size} processes.")
+    updates_per_epoch = batches // recipe.accum_steps
+    train_loader = _loader(train_ds, train_sampler, bs, recipe.workers, task.collate_fn("train"), True, ctx.device)
+    val_loader = _loader(val_ds, val_sampler, bs, recipe.workers, task.collate_fn("val"), False, ctx.device)
+
+    global_batch = bs * recipe.accum_steps * ctx.world_size
+    lr = recipe.resolved_lr(global_batch)
+    optimizer = create_optimizer(model, recipe, lr)
+    scheduler = create_scheduler(optimizer, recipe, updates_per_epoch)
+    use_fp16 = recipe.amp == "fp16"
+    scaler = torch.amp.GradScaler(ctx.device.type, enabled=use_fp16)
+    ema = None
+    if recipe.ema:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(model, decay=recipe.ema_decay)
+    task.setup_training(model, info)
+
+    start_epoch, batch_in_epoch, step = 0, 0, 0
+    best: float | None = None
+    loss_sum, loss_count = 0.0, 0
+    if ckpt is not None:
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            changed = sorted(k for k, v in recipe.model_dump(mode="json").items() if ckpt["recipe"].get(k) != v)
+            if changed:  # the schedule is rebuilt from the new recipe; the step counter carries over
+                rep.message(f"recipe changed on resume: {', '.join(changed)}")
+            else:
+                scheduler.load_state_dict(ckpt["scheduler"])
+            if ckpt.get("scaler"):
+                scaler.load_state_dict(ckpt["scaler"])
+            if ema is not None and ckpt.get("ema") is not None:
+                ema.module.load_state_dict(ckpt["ema"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise CheckpointError(f"{resume_path} does not match this run: {str(e).splitlines()[0]}") from None
+        start_epoch, batch_in_epoch, step = ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["step"]
+        best = ckpt.get("best")
+        loss_sum, loss_count = ckpt.get("epoch_loss_sum", 0.0), ckpt.get("epoch_loss_count", 0)
+        if ctx.is_main and ckpt.get("rng") is not None:
+            set_rng_state(ckpt["rng"])
+        else:
+            _seed_all(recipe.seed + ctx.rank + 7919 * (step + 1))
+        run.truncate_after(start_epoch, step)
+        rep.message(f"resumed {resume_path}: epoch {start_epoch + 1}, batch {batch_in_epoch}, step {step}")
+    scheduler.step_update(num_updates=step)
+
+    run.write_config(task=cfg.task, blueprint=_resolved_blueprint(model), recipe=recipe.model_dump(mode="json"),
+                     info=info, data=str(data), model=spec.blueprint, world_size=ctx.world_size)
+
+    train_model: nn.Module = model
+    if ctx.distributed:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    if recipe.compile:
+        train_model = torch.compile(train_model)
+
+    def state(epoch: int, in_epoch: int, metrics: dict[str, Any] | None) -> dict[str, Any]:
+        return {
+            "task": cfg.task, "model_spec": {"blueprint": spec.blueprint, "overrides": list(spec.overrides)},
+            "blueprint": _resolved_blueprint(model), "recipe": recipe.model_dump(mode="json"), "data_info": info,
+            "model": model.state_dict(), "ema": ema.module.state_dict() if ema is not None else None,
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if use_fp16 else None,
+            "epoch": epoch, "batch_in_epoch": in_epoch, "step": step, "best": best,
+            "epoch_loss_sum": loss_sum, "epoch_loss_count": loss_count,
+            "rng": rng_state(), "metrics": metrics or {}, "versions": versions(), "world_size": ctx.world_size,
+        }
+
+    stepper = TrainStep(task, model, train_model, optimizer, scheduler, scaler, ema, recipe, ctx, step=step)
+    fault_step = int(os.environ.get(FAULT_ENV, "0") or 0)
+    rows: list[dict[str, Any]] = []
+    for epoch in range(start_epoch, recipe.epochs):
+        train_model.train()
+        train_sampler.set_epoch(epoch)
+        train_sampler.set_start(batch_in_epoch * bs)
+        torch.manual_seed(recipe.seed + ctx.rank + 1009 * epoch + 7919 * step)  # worker seeds of this pass
+        rep.start_epoch(epoch + 1, recipe.epochs, batches, batch_in_epoch)
+        t0, seen = time.perf_counter(), 0
+        loss_acc = torch.tensor(loss_sum, dtype=torch.float64, device=ctx.device)
+        shown_loss = float("nan")
+        i = batch_in_epoch
+        it = iter(train_loader)
+        while i < batches:
+            batch = task.to_device(next(it), ctx.device)
+            at_update = (i + 1) % recipe.accum_steps == 0
+            loss = stepper(batch, at_update)
+            loss_acc += loss.double()
+            loss_count += 1
+            seen += task.batch_size_of(batch) * ctx.world_size
+            i += 1
+            if not at_update:
+                continue
+            step = stepper.step
+            if step % recipe.log_every_steps == 0 or i == batches or step == 1:
+                shown_loss = float(loss)
+                if not math.isfinite(shown_loss):
+                    raise SpmkitError(f"the training loss became {shown_loss} at step {step} (epoch {epoch + 1}); "
+                                      f"lower the lr, enable clip_grad, or check the data.")
+                run.log_step({"step": step, "epoch": epoch + 1, "lr": _lr(optimizer), "loss": shown_loss})
+            rep.step(i, shown_loss, _lr(optimizer), seen / max(time.perf_counter() - t0, 1e-9))
+            if recipe.ckpt_every_steps and step % recipe.ckpt_every_steps == 0 and i < batches:
+                loss_sum = float(loss_acc)
+                if ctx.is_main:
+                    save_checkpoint(state(epoch, i, None), run.last)
+            if fault_step and step == fault_step and ctx.is_main:
+                os.kill(os.getpid(), signal.SIGKILL)
+        elapsed = time.perf_counter() - t0
+        scheduler.step(epoch + 1)
+        batch_in_epoch = 0
+        loss_sum = float(loss_acc)
+        totals = torch.tensor([loss_sum, float(loss_count)], dtype=torch.float64, device=ctx.device)
+        ctx.all_reduce_sum(totals)
+        row: dict[str, Any] = {"epoch": epoch + 1, "step": step,
+                               "train_loss": float(totals[0] / max(float(totals[1]), 1.0)),
+                               "lr": _lr(optimizer), "images_per_s": seen / max(elapsed, 1e-9),
+                               "epoch_time_s": elapsed}
+        loss_sum, loss_count = 0.0, 0
+        row.update({f"{k}": v for k, v in task.end_of_epoch(ctx).items()})
+        last_epoch = epoch + 1 == recipe.epochs
+        if (epoch + 1) % recipe.eval_every_epochs == 0 or last_epoch:
+            ctx.broadcast_buffers(model)  # every shard is evaluated with the weights rank 0 will save
+            metrics = task.evaluate(model, val_loader, ctx)
+            if ema is not None:
+                ema_metrics = task.evaluate(ema.module, val_loader, ctx)
+                metrics.update({f"ema_{k}": v for k, v in ema_metrics.items()})
+            row.update(metrics)
+            value = metrics[task.best_metric]
+            is_best = best is None or (value > best if task.best_mode == "max" else value < best)
+            if is_best:
+                best = value
+        else:
+            is_best = False
+        row["best_" + task.best_metric] = best
+        if ctx.is_main:
+            run.log_epoch(row)
+            st = state(epoch + 1, 0, row)
+            save_checkpoint(st, run.last)
+            if is_best:
+                save_checkpoint(st, run.best)
+            rep.end_epoch(row)
+        rows.append(row)
+        ctx.barrier()
+    if ctx.is_main:
+        skipped = sum(r.get("train_skipped", 0) for r in rows)
+        if skipped:
+            rep.message(f"{int(skipped)} unreadable training images were skipped in this run (paths logged above).")
+    run.close()
+    rep.close()
+    return rows if ctx.is_main else []
+
+
+def _lr(optimizer: torch.optim.Optimizer) -> float:
+    """The unscaled learning rate (the first group with lr_scale 1, else the first group)."""
+    for g in optimizer.param_groups:
+        if g.get("lr_scale", 1.0) == 1.0:
+            return float(g["lr"])
+    return float(optimizer.param_groups[0]["lr"])
+

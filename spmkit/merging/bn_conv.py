@@ -1,0 +1,55 @@
+"""GLNet's transitions between stages: BatchNorm and a strided conv, in either order."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spmkit.registry import MERGING
+
+
+@MERGING.register("bn_conv")
+class BNConvMerging(nn.Module):
+    """``[B, H, W, C_in] -> [B, ceil(H/2), ceil(W/2), C_out]``.
+
+    ``order: norm_proj`` is GLNet-STL's ``BN(C_in) -> conv 2x2 s2``; ``proj_norm`` with
+    ``kernel_size: 3`` is GLNet-4G's ``conv 3x3 s2 p1 -> BN(C_out)``. Even kernels use no padding and
+    pad odd inputs on the bottom/right; odd kernels pad ``k // 2``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        *,
+        order: Literal["norm_proj", "proj_norm"] = "norm_proj",
+        kernel_size: int = 2,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        if kernel_size < 2:
+            raise ValueError(f"bn_conv needs kernel_size >= 2 to downsample by 2, got {kernel_size}.")
+        dd = dict(device=device, dtype=dtype)
+        self.stride = 2
+        self.order = order
+        self.kernel_size = kernel_size
+        self.norm = nn.BatchNorm2d(in_dim if order == "norm_proj" else out_dim, **dd)
+        pad = kernel_size // 2 if kernel_size % 2 else 0
+        self.proj = nn.Conv2d(in_dim, out_dim, kernel_size, 2, pad, **dd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 3, 1, 2)
+        if self.order == "norm_proj":
+            x = self.norm(x)
+        if self.kernel_size % 2 == 0:
+            h, w = x.shape[-2:]
+            extra = self.kernel_size - 2
+            x = F.pad(x, (0, w % 2 + extra, 0, h % 2 + extra)) if (h % 2 or w % 2 or extra) else x
+        x = self.proj(x)
+        if self.order == "proj_norm":
+            x = self.norm(x)
+        return x.permute(0, 2, 3, 1)

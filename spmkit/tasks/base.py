@@ -1,0 +1,193 @@
+"""The contract between the task-agnostic engine and a task (classification, detection, segmentation).
+
+The engine (``spmkit.engine.trainer``) owns everything that does not depend on the task: run folders,
+launch and DDP, the optimiser / scheduler / EMA / AMP step, gradient accumulation and clipping, progress
+bar, ``metrics.jsonl`` / CSV / TensorBoard, checkpoints and resume. A task is a ``Task`` subclass
+registered by name::
+
+    @TASKS.register("classification")
+    class ClassificationTask(Task):
+        recipe_class = ClassificationRecipe
+        best_metric = "top1"
+        ...
+
+and chosen with ``spmkit train --task NAME`` / ``spmkit eval`` (the task name is stored in checkpoints).
+
+What the engine calls, in this order (``self.recipe`` is a validated ``recipe_class`` instance)::
+
+    info  = task.data_info(data_dir)                  # scan the data once; DataError on a bad folder
+    model = task.build_model(model_spec, info)        # nn.Module on the CPU, fp32
+    task.load_init_weights(model, path)               # only with recipe.init / --init
+    train = task.build_dataset(data_dir, "train", model, info)
+    val   = task.build_dataset(data_dir, "val", model, info)
+    task.setup_training(model, info)                  # e.g. build mixup and the loss
+    for each batch (already moved to the device by task.to_device):
+        loss, scalars = task.training_loss(model, batch)  # inside autocast; engine does backward/step
+    metrics = task.evaluate(model, val_loader, ctx)   # every rank calls it; see below
+    # spmkit eval: info = task.eval_data_info(data_dir, stored_info); build_model; build_dataset("val")
+    task.end_of_epoch(ctx) -> dict                    # extra scalars, e.g. skipped corrupt images
+
+Rules a task must keep:
+
+- ``data_info`` returns only JSON-able primitives (it is stored in the run folder and in checkpoints,
+  which load with ``weights_only=True``); classification stores ``num_classes`` and ``classes``.
+- ``build_model`` builds from a :class:`ModelSpec`; the model may be wrapped by DDP and ``torch.compile``
+  afterwards, so ``training_loss`` / ``evaluate`` must only call it (``model(x)``) or use attributes
+  through :func:`unwrap`.
+- ``training_loss`` returns a scalar loss (the engine divides by ``accum_steps`` and calls backward) and a
+  dict of float scalars that are averaged over the epoch and logged as ``train_<name>``.
+- ``evaluate`` runs on **every** process with a loader whose sampler gives each process a disjoint shard
+  (no padding, no duplicates). The task combines shards itself with ``ctx.all_reduce_sum`` (counts) or
+  ``ctx.all_gather_object`` (predictions, e.g. for COCO evaluation), and returns the same ``dict[str,
+  float]`` on every rank (at least on rank 0, which logs it). It must include ``best_metric``.
+- ``best_metric`` names the metric that decides ``best.pt``; ``best_mode`` is ``"max"`` or ``"min"``.
+- Errors the user causes raise ``spmkit.errors.DataError`` / ``SpmkitError`` subclasses, never asserts.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from spmkit.engine.recipe import TrainRecipe
+
+if TYPE_CHECKING:
+    from spmkit.engine.distributed import DistContext
+
+Split = Literal["train", "val"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to build: a blueprint (builtin name or YAML path) plus ``--set`` overrides.
+
+    ``blueprint`` may also be ``timm:<model_name>`` for a plain timm model (baselines, benchmarks), or
+    ``resolved`` may hold a resolved blueprint dict (from a run folder or checkpoint) that wins over the
+    name.
+    """
+
+    blueprint: str
+    overrides: tuple[str, ...] = ()
+    resolved: dict[str, Any] | None = field(default=None, compare=False)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user's module under DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def move_to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
+    """Move tensors in nested tuples / lists / dicts to ``device``; 4-D float tensors optionally NHWC."""
+    if isinstance(batch, torch.Tensor):
+        batch = batch.to(device, non_blocking=True)
+        if channels_last and batch.ndim == 4 and batch.is_floating_point():
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+    if isinstance(batch, dict):
+        return {k: move_to_device(v, device, channels_last) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        moved = [move_to_device(v, device, channels_last) for v in batch]
+        return type(batch)(moved) if not hasattr(batch, "_fields") else type(batch)(*moved)
+    return batch
+
+
+def autocast_for(amp: str, device: torch.device) -> torch.autocast:
+    """``torch.autocast`` for a recipe's ``amp`` setting on ``device``."""
+    if amp == "auto":
+        amp = "bf16" if device.type == "cuda" else "none"
+    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype, enabled=amp != "none")
+
+
+class Task(ABC):
+    """One kind of training problem; see the module docstring for the engine's calling order."""
+
+    #: registry name (set by subclasses; matches the ``TASKS.register`` name)
+    name: ClassVar[str] = ""
+    #: the pydantic recipe model with this task's defaults
+    recipe_class: ClassVar[type[TrainRecipe]] = TrainRecipe
+    #: the metric of ``evaluate`` that decides ``best.pt``
+    best_metric: ClassVar[str] = ""
+    best_mode: ClassVar[Literal["max", "min"]] = "max"
+
+    def __init__(self, recipe: TrainRecipe) -> None:
+        if not isinstance(recipe, self.recipe_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.recipe_class.__name__}, got {type(recipe).__name__}")
+        self.recipe = recipe
+
+    # -- data and model -------------------------------------------------------------------------
+    @abstractmethod
+    def data_info(self, data_dir: Path) -> dict[str, Any]:
+        """Scan ``data_dir`` cheaply and return JSON-able facts (class names, counts); DataError if unusable."""
+
+    @abstractmethod
+    def build_model(self, spec: ModelSpec, info: dict[str, Any]) -> nn.Module:
+        """Build the model (CPU, fp32) for the data described by ``info``."""
+
+    @abstractmethod
+    def build_dataset(self, data_dir: Path, split: Split, model: nn.Module, info: dict[str, Any]) -> Dataset:
+        """The ``split`` dataset with its transforms (train: augmentation; val: evaluation transform)."""
+
+    def eval_data_info(self, data_dir: Path, stored: dict[str, Any] | None) -> dict[str, Any]:
+        """``info`` for evaluating ``data_dir``: ``stored`` (from the checkpoint) checked against the folder,
+        or, for weights without a run (``--weights``), whatever ``build_model`` needs from the val split."""
+        return stored if stored is not None else self.data_info(data_dir)
+
+    def collate_fn(self, split: Split) -> Callable[[list[Any]], Any] | None:
+        """The DataLoader ``collate_fn``; ``None`` uses torch's default."""
+        return None
+
+    def init_target(self, model: nn.Module) -> nn.Module:
+        """The sub-module that ``--init`` weights (an ImageNet backbone) load into; the model itself here."""
+        return model
+
+    def load_init_weights(self, model: nn.Module, path: str | Path) -> dict[str, list[str]]:
+        """Load starting weights non-strictly; returns ``{"missing": [...], "unexpected": [...]}``."""
+        from spmkit.engine.init_weights import load_init_weights
+
+        return load_init_weights(self.init_target(model), path)
+
+    def autocast(self, device: torch.device) -> torch.autocast:
+        """The autocast context of ``recipe.amp`` for ``device`` (``auto``: bf16 on CUDA, off on CPU)."""
+        return autocast_for(self.recipe.amp, device)
+
+    # -- training -------------------------------------------------------------------------------
+    def setup_training(self, model: nn.Module, info: dict[str, Any]) -> None:
+        """Build what ``training_loss`` needs (loss function, mixup); called once before training."""
+
+    def to_device(self, batch: Any, device: torch.device) -> Any:
+        """Move a collated batch to ``device`` (images NHWC-strided when ``recipe.channels_last``)."""
+        return move_to_device(batch, device, self.recipe.channels_last)
+
+    @abstractmethod
+    def training_loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        """Forward a training batch; return the scalar loss and extra float scalars to log."""
+
+    def batch_size_of(self, batch: Any) -> int:
+        """Number of images in a batch (for images/s); the first tensor's first dimension by default."""
+        first = batch[0] if isinstance(batch, (list, tuple)) else batch
+        if isinstance(first, dict):
+            first = next(iter(first.values()))
+        return int(first.shape[0]) if isinstance(first, torch.Tensor) else len(first)
+
+    # -- evaluation -----------------------------------------------------------------------------
+    @abstractmethod
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader: DataLoader, ctx: "DistContext") -> dict[str, float]:
+        """Metrics over this process's shard of ``loader``, combined over processes (see module docstring)."""
+
+    def end_of_epoch(self, ctx: "DistContext") -> dict[str, float]:
+        """Extra per-epoch values to log (summed over processes by the task if needed)."""
+        return {}

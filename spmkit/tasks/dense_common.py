@@ -1,0 +1,66 @@
+"""Pieces the detection and segmentation tasks share: building the backbone from a ``ModelSpec``, the
+backbone's normalisation constants, optimizer hooks, and fixed-length iteration epochs."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from spmkit.tasks.base import ModelSpec
+
+
+def build_backbone(spec: ModelSpec) -> nn.Module:
+    """A classification backbone without its classifier: ``timm:<name>`` or an spmkit blueprint."""
+    if spec.blueprint.startswith("timm:"):
+        import timm
+
+        return timm.create_model(spec.blueprint[5:], pretrained=False, num_classes=0)
+    import spmkit
+
+    if spec.resolved is not None:
+        from spmkit.blueprint import Blueprint
+
+        return spmkit.build_model(Blueprint.model_validate(spec.resolved))
+    return spmkit.create_model(spec.blueprint, overrides=list(spec.overrides))
+
+
+def mean_std(backbone: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The backbone's ``pretrained_cfg`` mean / std (ImageNet's when it has none)."""
+    cfg = getattr(backbone, "pretrained_cfg", None) or {}
+    mean = tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))
+    std = tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
+    return mean, std
+
+
+def world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class RepeatDataset(torch.utils.data.Dataset):
+    """``length`` items cycling over ``dataset``: epochs of a fixed number of iterations (mmseg's
+    iteration-based schedules on an epoch-based engine). The engine's sampler shuffles the indices."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, length: int) -> None:
+        self.dataset, self.length = dataset, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[index % len(self.dataset)]
+
+    def __getattr__(self, name: str) -> Any:  # num_classes, class_names, ...
+        if name in ("dataset", "length"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def iteration_epoch_length(iters: int, epochs: int, batch_size: int, accum_steps: int) -> int:
+    """Items per epoch so that ``epochs`` epochs make ``iters`` optimizer steps on every process."""
+    steps = max(1, math.ceil(iters / epochs))
+    return steps * batch_size * accum_steps * world_size()
