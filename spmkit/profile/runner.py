@@ -184,6 +184,10 @@ def profile_entries(entries: Sequence[Entry], config: ProfileConfig = ProfileCon
                                "profile them in separate runs.")
         in_chans = chans.pop()
         x1, xb = make_input(1, size, opts, in_chans), make_input(config.batch_size, size, opts, in_chans)
+        if config.compile:
+            say("compiling (first calls)")
+            for e, m in zip(group, models):
+                _compile_check(e, inference_call(m, x1, opts))
         say("timing batch-1 latency")
         lat = time_interleaved([inference_call(m, x1, opts) for m in models], warmup=config.warmup,
                                repeats=config.repeats, device=dev, max_seconds=config.max_seconds)
@@ -249,6 +253,16 @@ def _first_run(entry: Entry, model: torch.nn.Module, size: tuple[int, int]) -> i
         msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
         raise ProfileError(f"{entry.name} does not run at input {size[0]}x{size[1]}: {msg}. timm references "
                            "often accept only their own size; drop --input-size or pick another.") from exc
+
+
+def _compile_check(entry: Entry, call: Callable[[], object]) -> None:
+    """Run a compiled model once; a compiler failure becomes a user error with what to try instead."""
+    try:
+        call()
+    except Exception as exc:  # torch._dynamo / inductor errors have many types
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ProfileError(f"{entry.name}: torch.compile failed ({type(exc).__name__}: {msg}). Compiling needs "
+                           "a C++ compiler on CPU and Triton on GPU; run without --compile.") from exc
 
 
 def _plain_run(model: torch.nn.Module, x: torch.Tensor, opts: StepOptions) -> Callable[[], object]:
