@@ -108,3 +108,14 @@ def test_table_and_csv(tmp_path):
     assert "timm:test_resnet" in res.stdout and "lat ms" in res.stdout
     lines = out.read_text().splitlines()
     assert len(lines) == 2 and lines[1].startswith("timm:test_resnet,timm:test_resnet,cpu,32x32,2,")
+
+
+def test_sweep_and_trace_from_the_command_line(tmp_path):
+    png, trace = tmp_path / "sweep.png", tmp_path / "trace"
+    res = invoke("timm:test_resnet", "--sweep-resolution", "32,48", "--plot", str(png), "--trace", str(trace),
+                 "--no-memory", "--no-train", "--json", *FAST)
+    assert res.exit_code == 0, res.output
+    assert [d["input_size"] for d in json.loads(res.stdout)] == [[32, 32], [48, 48]]
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert (trace / "timm_test_resnet-inference.chrome.json").exists()
+    assert list((trace / "tensorboard").glob("timm_test_resnet-inference.*.pt.trace.json"))
