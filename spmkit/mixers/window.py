@@ -140,14 +140,13 @@ class WindowAttention(nn.Module):
         q, k, v = qkv.unbind(0)
         bias = self.relative_position_bias_table[self._relative_position_index(x.device).view(-1)]
         bias = bias.view(n, n, self.num_heads).permute(2, 0, 1).to(q.dtype)  # [heads, n, n]
+        q, k, v = (t.reshape(B * nw, self.num_heads, n, -1) for t in (q, k, v))  # views, no copy
         if any(shift):
-            # windows and heads share one batch axis per image so the [nW, n, n] mask broadcasts over B
+            # repeating the [nW, heads, n, n] mask over the batch costs less memory than copying q, k, v
             mask = self._mask(Hp, Wp, x.device).to(q.dtype)
-            attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1)).reshape(1, nw * self.num_heads, n, n)
-            q, k, v = (t.reshape(B, nw * self.num_heads, n, -1) for t in (q, k, v))
+            attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1)).repeat(B, 1, 1, 1)
         else:
             attn_mask = bias.unsqueeze(0)
-            q, k, v = (t.reshape(B * nw, self.num_heads, n, -1) for t in (q, k, v))
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop if self.training else 0.0
         )
