@@ -19,16 +19,6 @@ from spmkit.dense.coco_eval import CocoEvaluator, detections_to_coco
 BACKBONE = "tiny_swin"  # a tiny spmkit blueprint (blueprints/tiny/)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread; on a busy 2-core host it costs several times."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def coins_to_coco(root: Path) -> Path:
     """Write the coins photo as train2017 (and a mirrored copy) and val2017, one ``coin`` category."""

@@ -16,16 +16,6 @@ SMALL = ["batch_size=2", "workers=0", "min_size=64", "max_size=96", "fpn_channel
 BACKBONE = "tiny_pvt"  # a tiny spmkit blueprint (blueprints/tiny/)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread; on a busy 2-core host it costs several times."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):

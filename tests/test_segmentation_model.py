@@ -12,16 +12,6 @@ from spmkit.dense.semantic_fpn import SemanticFPNHead
 from spmkit.dense.upernet import UperNetHead
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread; on a busy 2-core host it costs several times."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _backbone():
     return timm.create_model("test_resnet", pretrained=False)
