@@ -227,6 +227,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
             "rng": rng_state(), "metrics": metrics or {}, "versions": versions(), "world_size": ctx.world_size,
         }
 
+    if start_epoch >= recipe.epochs:
+        rep.message(f"{resume_path} has finished all {recipe.epochs} epochs; give --epochs N to train longer.")
     stepper = TrainStep(task, model, train_model, optimizer, scheduler, scaler, ema, recipe, ctx, step=step)
     fault_step = int(os.environ.get(FAULT_ENV, "0") or 0)
     rows: list[dict[str, Any]] = []
