@@ -6,11 +6,12 @@ evaluates each freshly initialised model, trains it with ``spmkit.engine.trainer
 ``spmkit eval``). Prints one JSON object: box / mask AP and mIoU / pixel accuracy before and after, wall
 times and every setting.
 
-    PYTHONPATH=. python benchmarks/dense.py --out /tmp/dense_bench            # both, a few minutes
+    PYTHONPATH=. python benchmarks/dense.py --out /tmp/dense_bench     # both: ~5 min idle, ~20 min busy
     PYTHONPATH=. python benchmarks/dense.py --only segmentation --seg-iters 100
 
-The recipes are the tasks' defaults with what a from-scratch toy run needs changed (and printed): small
-images, a higher lr than the fine-tuning recipes' 1e-4 / 2e-4, smaller heads, fewer RPN proposals.
+The recipes are the tasks' defaults with what a from-scratch toy run needs changed (and printed): 96 px
+images, a higher lr than the fine-tuning recipes' 1e-4 / 2e-4, smaller heads, fewer RPN proposals, and
+segmentation crops that hold whole shapes (a shape's class is its outline).
 """
 
 from __future__ import annotations
@@ -67,10 +68,13 @@ def main() -> None:
     ap.add_argument("--det-blueprint", default="tiny_pvt_v2")
     ap.add_argument("--seg-blueprint", default="tiny_swin")
     ap.add_argument("--size", type=int, default=96, help="generated image side (pixels)")
-    ap.add_argument("--n-train", type=int, default=64)
+    ap.add_argument("--det-n-train", type=int, default=64, help="generated COCO-layout training images")
+    ap.add_argument("--seg-n-train", type=int, default=256, help="generated ADE20K-layout training images")
     ap.add_argument("--n-val", type=int, default=16)
-    ap.add_argument("--det-epochs", type=int, default=12)
-    ap.add_argument("--seg-iters", type=int, default=300)
+    ap.add_argument("--max-shapes", type=int, default=2)
+    ap.add_argument("--radius", type=float, nargs=2, default=(0.18, 0.32), help="shape radii, fractions of --size")
+    ap.add_argument("--det-epochs", type=int, default=24)
+    ap.add_argument("--seg-iters", type=int, default=600)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy host)")
     args = ap.parse_args()
 
@@ -81,22 +85,27 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     result: dict = {"machine": f"CPU, torch {torch.__version__}, {args.threads} threads (shared host)",
-                    "data": {"size": args.size, "n_train": args.n_train, "n_val": args.n_val}}
+                    "data": {"size": args.size, "n_val": args.n_val,
+                             "max_shapes": args.max_shapes, "radius": list(args.radius)}}
+    shape_args = dict(n_val=args.n_val, size=args.size, seed=0, max_shapes=args.max_shapes,
+                      radius=tuple(args.radius))
     s = args.size
     if args.only in (None, "detection"):
-        coco = make_shapes_coco(args.out / "coco", n_train=args.n_train, n_val=args.n_val, size=s, seed=0)
+        coco = make_shapes_coco(args.out / "coco", n_train=args.det_n_train, **shape_args)
         det = ["batch_size=4", "workers=0", f"epochs={args.det_epochs}", "lr=1e-3", "warmup_iters=20",
                f"decay_milestones=[{args.det_epochs * 2 // 3},{args.det_epochs * 11 // 12}]",
                f"min_size={s}", f"max_size={s}", "fpn_channels=64", "box_head_dim=256", "mask_head_dim=64",
                "detector_kwargs={rpn_pre_nms_top_n_train: 300, rpn_post_nms_top_n_train: 150, "
                "box_batch_size_per_image: 128}"]
         result["detection"] = run_task("detection", args.det_blueprint, coco, args.out / "det_run", det)
+        result["detection"]["n_train"] = args.det_n_train
         print(json.dumps({"detection": result["detection"]}), flush=True)
     if args.only in (None, "segmentation"):
-        ade = make_shapes_ade20k(args.out / "ade", n_train=args.n_train, n_val=args.n_val, size=s, seed=0).parent
-        seg = ["batch_size=8", "workers=0", f"iters={args.seg_iters}", "epochs=3", "lr=1e-3",
-               f"scale=[{2 * s},{s}]", f"crop_size=[{s * 2 // 3},{s * 2 // 3}]", "fpn_channels=64", "head_channels=64"]
+        ade = make_shapes_ade20k(args.out / "ade", n_train=args.seg_n_train, **shape_args).parent
+        seg = ["batch_size=8", "workers=0", f"iters={args.seg_iters}", "epochs=4", "lr=1e-3",
+               f"scale=[{2 * s},{s}]", "ratio_range=[0.75,1.25]", f"crop_size=[{s},{s}]", "fpn_channels=64", "head_channels=64"]
         result["segmentation"] = run_task("segmentation", args.seg_blueprint, ade, args.out / "seg_run", seg)
+        result["segmentation"]["n_train"] = args.seg_n_train
     print(json.dumps(result, indent=1))
 
 

@@ -18,6 +18,17 @@ SMALL = ["--set", "min_size=64", "--set", "max_size=96", "--set", "fpn_channels=
          "detector_kwargs={rpn_pre_nms_top_n_train: 100, rpn_post_nms_top_n_train: 50, box_batch_size_per_image: 32}"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from a second thread; on a busy 2-core host it costs several times."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
     return make_shapes_coco(tmp_path_factory.mktemp("shapes"), n_train=4, n_val=2, size=64, seed=0)

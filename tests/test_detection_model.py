@@ -16,6 +16,17 @@ SMALL = dict(fpn_channels=32, box_head_dim=64, mask_head_dim=16, min_size=64, ma
                               "box_batch_size_per_image": 32})
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from a second thread; on a busy 2-core host it costs several times."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _backbone():
     return timm.create_model("test_resnet", pretrained=False)
 

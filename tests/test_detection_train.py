@@ -16,6 +16,17 @@ SMALL = ["batch_size=2", "workers=0", "min_size=64", "max_size=96", "fpn_channel
 BACKBONE = "tiny_pvt"  # a tiny spmkit blueprint (blueprints/tiny/)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from a second thread; on a busy 2-core host it costs several times."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
     return make_shapes_coco(tmp_path_factory.mktemp("shapes"), n_train=6, n_val=3, size=64, seed=0)
@@ -61,3 +72,25 @@ def test_bad_detector_kwargs_are_reported(shapes):
     t = DetectionTask(load_recipe(DetectionRecipe, None, ["detector_kwargs={no_such_arg: 1}"]))
     with pytest.raises(SpmkitError, match="detector_kwargs"):
         t.build_model(ModelSpec(BACKBONE), {"num_classes": 3})
+
+
+@pytest.mark.parametrize("task_name", ["detection", "segmentation"])
+def test_init_loads_classification_weights_into_the_backbone(tmp_path, task_name):
+    import torch
+
+    import spmkit
+    from spmkit.registry import TASKS
+    from spmkit.tasks.base import ModelSpec
+
+    classifier = spmkit.create_model(BACKBONE)
+    torch.save(classifier.state_dict(), tmp_path / "cls.pt")
+    task_cls = TASKS.get(task_name)
+    task = task_cls(load_recipe(task_cls.recipe_class, None, []))
+    model = task.build_model(ModelSpec(BACKBONE), {"num_classes": 3})
+    report = task.load_init_weights(model, tmp_path / "cls.pt")
+    assert report["missing"] == [] and report["skipped"] == []
+    assert report["unexpected"] and all(k.startswith("head.") for k in report["unexpected"])  # the classifier
+    own = task.init_target(model).state_dict()
+    for k, v in classifier.state_dict().items():
+        if k in own:
+            assert torch.equal(own[k], v), k

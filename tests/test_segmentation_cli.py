@@ -17,6 +17,17 @@ SMALL = ["--set", "scale=[96,64]", "--set", "crop_size=[64,64]", "--set", "fpn_c
          "--set", "head_channels=16"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from a second thread; on a busy 2-core host it costs several times."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
     return make_shapes_ade20k(tmp_path_factory.mktemp("ade"), n_train=4, n_val=2, size=72, seed=0).parent

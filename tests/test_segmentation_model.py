@@ -12,6 +12,17 @@ from spmkit.dense.semantic_fpn import SemanticFPNHead
 from spmkit.dense.upernet import UperNetHead
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from a second thread; on a busy 2-core host it costs several times."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _backbone():
     return timm.create_model("test_resnet", pretrained=False)
 
@@ -72,3 +83,20 @@ def test_optimizer_hints_are_prefixed():
     assert model.no_weight_decay() == set()
     names = {n for n, _ in model.named_parameters()}
     assert "backbone.body.conv1.0.weight" in names
+
+
+def _merging_types() -> list[str]:
+    from spmkit.registry import MERGING, load_components
+
+    load_components()
+    return MERGING.names()
+
+
+@pytest.mark.parametrize("merging", _merging_types())
+def test_every_merging_type_works_at_odd_image_sizes(merging):
+    import spmkit
+
+    backbone = spmkit.create_model("tiny_pvt", overrides=[f"merging={{type: {merging}}}"])
+    model = Segmentor(backbone, 3, channels=8, fpn_channels=8)
+    out = model(torch.rand(1, 3, 70, 90))  # padded to 96 x 96 inside, cropped back
+    assert out.shape == (1, 3, 70, 90) and torch.isfinite(out).all()

@@ -13,6 +13,17 @@ SMALL = ["batch_size=2", "workers=0", "scale=[96,64]", "crop_size=[64,64]", "fpn
 BACKBONE = "tiny_swin"  # a tiny spmkit blueprint (blueprints/tiny/)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from a second thread; on a busy 2-core host it costs several times."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
     return make_shapes_ade20k(tmp_path_factory.mktemp("ade"), n_train=4, n_val=2, size=72, seed=0).parent
@@ -44,3 +55,12 @@ def test_upernet_trains_through_the_engine(scenes, tmp_path):
     assert rows[-1]["lr"] == pytest.approx(0.0)  # poly decays to min_lr 0 at the last iteration
     for key in ("mIoU", "pixel_acc", "mAcc", "IoU.background"):
         assert 0.0 <= rows[-1][key] <= 100.0
+
+
+def test_backbone_without_strides_4_to_32_is_a_user_error():
+    from spmkit.errors import SpmkitError
+    from spmkit.tasks.base import ModelSpec
+
+    task = SegmentationTask(SegmentationRecipe())
+    with pytest.raises(SpmkitError, match=r"cannot build a semantic_fpn segmentor on timm:test_vit.*strides \[16"):
+        task.build_model(ModelSpec("timm:test_vit"), {"num_classes": 3})

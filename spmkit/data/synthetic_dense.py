@@ -31,14 +31,16 @@ def _shape_polygon(kind: str, cx: float, cy: float, r: float, rng: np.random.Gen
     return [(cx, cy - r), (cx + r, cy + r * 0.8), (cx - r, cy + r * 0.8)]
 
 
-def _draw_scene(rng: np.random.Generator, size: int, max_shapes: int, min_shapes: int):
-    """An RGB image and its shapes as (class index 0..2, polygon), drawn back to front."""
+def _draw_scene(rng: np.random.Generator, size: int, max_shapes: int, min_shapes: int,
+                radius: tuple[float, float] = (0.12, 0.25)):
+    """An RGB image and its shapes as (class index 0..2, polygon), drawn back to front; shape radii are
+    ``radius`` fractions of the image side."""
     img = _background(rng, size)
     draw = ImageDraw.Draw(img)
     shapes = []
     for _ in range(int(rng.integers(min_shapes, max_shapes + 1))):
         kind = int(rng.integers(0, len(SHAPES)))
-        r = float(rng.uniform(size * 0.12, size * 0.25))
+        r = float(rng.uniform(size * radius[0], size * radius[1]))
         cx, cy = (float(v) for v in rng.uniform(r, size - r, size=2))
         poly = _shape_polygon(SHAPES[kind], cx, cy, r, rng)
         colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
@@ -62,6 +64,7 @@ def make_shapes_coco(
     max_shapes: int = 3,
     seed: int = 0,
     empty_every: int = 5,
+    radius: tuple[float, float] = (0.12, 0.25),
 ) -> Path:
     """Write ``root/{train2017,val2017}/*.jpg`` and ``root/annotations/instances_*.json``.
 
@@ -83,7 +86,7 @@ def make_shapes_coco(
         for i in range(n):
             img_id = 1000 * (split == "val") + i + 1
             empty = empty_every > 0 and i % empty_every == empty_every - 1
-            img, shapes = _draw_scene(rng, size, 0 if empty else max_shapes, 0 if empty else 1)
+            img, shapes = _draw_scene(rng, size, 0 if empty else max_shapes, 0 if empty else 1, radius)
             name = f"{img_id:012d}.jpg"
             img.save(img_dir / name, quality=95)
             images.append({"id": img_id, "file_name": name, "height": size, "width": size})
@@ -122,6 +125,7 @@ def make_shapes_ade20k(
     size: int = 96,
     max_shapes: int = 3,
     seed: int = 0,
+    radius: tuple[float, float] = (0.12, 0.25),
 ) -> Path:
     """Write ``root/ADEChallengeData2016/{images,annotations}/{training,validation}`` and objectInfo150.txt.
 
@@ -135,7 +139,7 @@ def make_shapes_ade20k(
         (base / "images" / sub).mkdir(parents=True, exist_ok=True)
         (base / "annotations" / sub).mkdir(parents=True, exist_ok=True)
         for i in range(n):
-            img, shapes = _draw_scene(rng, size, max_shapes, 1)
+            img, shapes = _draw_scene(rng, size, max_shapes, 1, radius)
             label = np.ones((size, size), dtype=np.uint8)
             for kind, poly in shapes:
                 label[_mask(poly, size) > 0] = kind + 2

@@ -9,7 +9,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from spmkit.errors import SpmkitError
 from spmkit.tasks.base import ModelSpec
+
+
+class DenseModelError(SpmkitError):
+    """A backbone that cannot carry a dense head (no feature maps at strides 4-32)."""
 
 
 def build_backbone(spec: ModelSpec) -> nn.Module:

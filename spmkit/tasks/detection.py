@@ -20,7 +20,7 @@ from spmkit.engine.recipe import TrainRecipe
 from spmkit.errors import DataError, SpmkitError
 from spmkit.registry import TASKS
 from spmkit.tasks.base import ModelSpec, Split, Task, unwrap
-from spmkit.tasks.dense_common import build_backbone, mean_std, world_size
+from spmkit.tasks.dense_common import DenseModelError, build_backbone, mean_std, world_size
 
 
 class DetectionRecipe(TrainRecipe):
@@ -92,7 +92,9 @@ class DetectionTask(Task):
     def _dataset(self, data_dir: Path, split: str) -> CocoDetection:
         key = (str(data_dir), split)
         if key not in self._datasets:  # annotation files are large: read each once
-            self._datasets[key] = CocoDetection(data_dir, split, with_masks=self.recipe.detector == "mask_rcnn")
+            # evaluation reads ground truth through COCOeval, so val targets need no decoded masks
+            masks = self.recipe.detector == "mask_rcnn" and split == "train"
+            self._datasets[key] = CocoDetection(data_dir, split, with_masks=masks)
         return self._datasets[key]
 
     @staticmethod
@@ -115,7 +117,7 @@ class DetectionTask(Task):
         try:
             return build_detector_model(build_backbone(spec), self.recipe, info["num_classes"])
         except ValueError as e:  # a backbone without strides 4..32
-            raise DataError(f"cannot build a {self.recipe.detector} on {spec.blueprint}: {e}") from None
+            raise DenseModelError(f"cannot build a {self.recipe.detector} on {spec.blueprint}: {e}") from None
 
     def init_target(self, model: nn.Module) -> nn.Module:
         return unwrap(model).backbone.body.body

@@ -27,6 +27,7 @@ from spmkit.errors import DataError
 from spmkit.registry import TASKS
 from spmkit.tasks.base import ModelSpec, Split, Task, unwrap
 from spmkit.tasks.dense_common import (
+    DenseModelError,
     RepeatDataset,
     build_backbone,
     iteration_epoch_length,
@@ -95,7 +96,7 @@ class SegmentationTask(Task):
         try:
             model = Segmentor(backbone, info["num_classes"], head=r.head, image_mean=mean, image_std=std, **head_kwargs)
         except ValueError as e:
-            raise DataError(f"cannot build a {r.head} segmentor on {spec.blueprint}: {e}") from None
+            raise DenseModelError(f"cannot build a {r.head} segmentor on {spec.blueprint}: {e}") from None
         return model
 
     def init_target(self, model: nn.Module) -> nn.Module:
@@ -104,7 +105,9 @@ class SegmentationTask(Task):
     def build_dataset(self, data_dir: Path, split: Split, model: nn.Module, info: dict[str, Any]) -> Dataset:
         r = self.recipe
         if split == "val":
-            return ADE20K(data_dir, "val", transforms=SegmentationEvalTransform(r.scale))
+            val = ADE20K(data_dir, "val", transforms=SegmentationEvalTransform(r.scale))
+            val.class_names = list(info["classes"])  # the model's classes name the per-class IoUs
+            return val
         ds = ADE20K(
             data_dir,
             "train",
