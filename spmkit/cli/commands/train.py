@@ -95,6 +95,10 @@ def train(
         from spmkit.cli.training_progress import RichReporter
 
         reporter = RichReporter()
-    rows = run_training(cfg, reporter=reporter)
+    try:
+        rows = run_training(cfg, reporter=reporter)
+    finally:
+        if reporter is not None:
+            reporter.close()  # stop the live display before an error message is printed
     if rows:
         typer.echo(f"run folder: {output}  (last.pt, best.pt, metrics.jsonl)")
