@@ -17,6 +17,7 @@ the ratios (reference / ours): on a shared machine the absolute times are noisy,
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -32,6 +33,16 @@ from spmkit.merging.spm import StepwisePatchMerging  # noqa: E402
 
 #: (in_dim, out_dim, input side): the three SPM layers of PVT v1 at 224x224.
 SIZES = [(64, 128, 56), (128, 320, 28), (320, 512, 14)]
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
 
 
 def _sync(device: torch.device) -> None:
@@ -101,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     clock = time.perf_counter if args.clock == "wall" else time.process_time
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or 'cpu'}"
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     print(f"SPM, ours vs straightforward: batch {args.batch_size}, {device.type} ({where}), "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, train mode, float32, "
           f"{args.clock} clock, best of {args.repeat}")

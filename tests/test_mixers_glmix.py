@@ -106,3 +106,12 @@ def test_bad_config_errors():
         GLMix(10, 3)
     with pytest.raises(ValueError, match="odd"):
         GLNetBlock(16, 1, 2.0, 0.0, None, norm_layer=torch.nn.LayerNorm, cpe_kernel=4)
+
+
+def test_block_with_class_token_skips_the_convs():
+    blk = GLNetBlock(16, 2, 2.0, 0.0, GlobalAttention(16, 2, num_prefix_tokens=1), norm_layer=torch.nn.LayerNorm,
+                     cpe_kernel=3, mlp_dw=True, norm_eps=1e-6)
+    x = torch.randn(2, 1 + 20, 16)
+    out = blk(x, (4, 5))
+    assert out.shape == x.shape
+    assert_grads_reach_every_parameter(blk, out)

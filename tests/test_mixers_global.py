@@ -101,3 +101,14 @@ def test_uses_sdpa(monkeypatch):
     monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
     GlobalAttention(16, 2)(torch.randn(1, 9, 16), (3, 3))
     assert calls
+
+
+def test_mlp_only_block_is_x_plus_mlp_and_refuses_a_mixer():
+    from spmkit.blocks.mlp_only import MlpOnlyBlock
+
+    blk = MlpOnlyBlock(16, 2.0, 0.0, None, torch.nn.LayerNorm, torch.nn.GELU)
+    x = torch.randn(2, 1 + 12, 16)
+    torch.testing.assert_close(blk(x, (3, 4)), x + blk.mlp(blk.norm2(x)))
+    assert blk.attn is None and not any(n.startswith("norm1") for n, _ in blk.named_parameters())
+    with pytest.raises(ValueError, match="mixer: null"):
+        MlpOnlyBlock(16, 2.0, 0.0, GlobalAttention(16, 2), torch.nn.LayerNorm, torch.nn.GELU)

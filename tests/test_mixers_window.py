@@ -107,3 +107,22 @@ def test_grads_reach_every_parameter():
 def test_window_that_does_not_divide_is_a_clear_error():
     with pytest.raises(ValueError, match="allow_padding"):
         WindowAttention(8, 1, (10, 10), window_size=4)
+
+
+def test_meta_build_then_materialise_gives_the_same_output():
+    # a non-persistent index buffer made at construction would be uninitialised memory after to_empty()
+    torch.manual_seed(0)
+    ref = WindowAttention(8, 1, (8, 8), window_size=4, shift=True)
+    m = WindowAttention(8, 1, (8, 8), window_size=4, shift=True, device="meta").to_empty(device="cpu")
+    m.load_state_dict(ref.state_dict())
+    x = torch.randn(1, 64, 8)
+    torch.testing.assert_close(m(x, (8, 8)), ref(x, (8, 8)))
+
+
+def test_inference_mode_first_then_training_step():
+    m = WindowAttention(8, 1, (8, 8), window_size=4, shift=True)
+    x = torch.randn(1, 64, 8)
+    with torch.inference_mode():
+        m(x, (8, 8))
+    m(x.requires_grad_(), (8, 8)).sum().backward()
+    assert m.relative_position_bias_table.grad is not None

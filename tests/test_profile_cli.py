@@ -31,7 +31,8 @@ def test_json_interface_blueprints_and_timm_with_subprocess_memory():
     assert [d["name"] for d in data] == ["tiny_swin", "tiny_pvt", "timm:test_vit"]
     for d, name in zip(data, ("tiny_swin", "tiny_pvt", None)):
         assert d["latency_ms"] > 0 and d["throughput"] > 0 and d["train_step_ms"] > 0
-        assert d["peak_memory_bytes"] > 0 and d["train_peak_memory_bytes"] > 0 and "VmHWM" in d["memory_method"]
+        assert d["peak_memory_bytes"] > 0 and d["train_peak_memory_bytes"] > 0
+        assert "VmHWM" in d["memory_method"] and "fresh process, glibc mmap threshold" in d["memory_method"]
         assert d["input_size"] == [64, 64] and d["batch_size"] == 2
         if name:  # parameters and MACs equal what `spmkit build` reports for the blueprint
             summary = summarize(load_blueprint(name))
@@ -41,7 +42,8 @@ def test_json_interface_blueprints_and_timm_with_subprocess_memory():
 
 def test_set_and_variants_become_entries(monkeypatch):
     seen = {}
-    monkeypatch.setattr(profile_lib, "profile_entries", lambda entries, config, progress=None: seen.update(e=entries) or [])
+    monkeypatch.setattr(profile_lib, "profile_entries",
+                        lambda entries, config, progress=None: seen.update(e=entries) or [])
     res = invoke("tiny_swin", "timm:test_vit", "--set", "mlp_ratio=1", "--variant", "stages.2.depth=2;stages.3.depth=2",
                  "--json")
     assert res.exit_code == 0, res.output
@@ -74,6 +76,7 @@ def test_cuda_without_gpu_is_a_clear_error():
     (["timm:test_vitt"], "Did you mean timm:test_vit"),
     (["timm:test_vit", "--input-size", "22a"], "input size '22a'"),
     (["timm:test_vit", "--amp", "fp8"], "bf16 or fp16"),
+    (["timm:vit_tiny_patch16_224", "--input-size", "64"], "does not run at input 64x64"),
 ])
 def test_bad_input_exits_2_without_traceback(args, message):
     res = invoke(*args, "--no-memory", *FAST)
@@ -105,3 +108,14 @@ def test_table_and_csv(tmp_path):
     assert "timm:test_resnet" in res.stdout and "lat ms" in res.stdout
     lines = out.read_text().splitlines()
     assert len(lines) == 2 and lines[1].startswith("timm:test_resnet,timm:test_resnet,cpu,32x32,2,")
+
+
+def test_sweep_and_trace_from_the_command_line(tmp_path):
+    png, trace = tmp_path / "sweep.png", tmp_path / "trace"
+    res = invoke("timm:test_resnet", "--sweep-resolution", "32,48", "--plot", str(png), "--trace", str(trace),
+                 "--no-memory", "--no-train", "--json", *FAST)
+    assert res.exit_code == 0, res.output
+    assert [d["input_size"] for d in json.loads(res.stdout)] == [[32, 32], [48, 48]]
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert (trace / "timm_test_resnet-inference.chrome.json").exists()
+    assert list((trace / "tensorboard").glob("timm_test_resnet-inference.*.pt.trace.json"))

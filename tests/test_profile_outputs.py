@@ -29,3 +29,16 @@ def test_sweep_measures_each_size_and_plots(tmp_path):
     assert res[2].flops == 4 * res[0].flops  # a conv's FLOPs grow with the pixel count
     png = plot_sweep(res, tmp_path / "sweep.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_benchmark_doc_section_is_replaced_in_place(tmp_path):
+    from benchmarks.docsection import write_section
+
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n## Someone else's section\n\nkeep me\n")
+    write_section("zoo_cpu", "Zoo", "first", doc)
+    write_section("other", "Other", "x", doc)
+    write_section("zoo_cpu", "Zoo", "second", doc)
+    text = doc.read_text()
+    assert "keep me" in text and "second" in text and "first" not in text
+    assert text.count("## Zoo") == 1 and text.index("## Zoo") < text.index("## Other")

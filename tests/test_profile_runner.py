@@ -37,7 +37,8 @@ def run(entries, **kw):
 
 
 def test_counts_times_and_ratios():
-    slow, fast = Entry("slow", lambda: SleepNet(0.02, 8), (32, 32)), Entry("fast", lambda: SleepNet(0.002, 16), (32, 32))
+    slow = Entry("slow", lambda: SleepNet(0.02, 8), (32, 32))
+    fast = Entry("fast", lambda: SleepNet(0.002, 16), (32, 32))
     res = run([slow, fast])
     assert [r.name for r in res] == ["slow", "fast"]
     assert res[0].params == sum(p.numel() for p in SleepNet(0, 8).parameters())
@@ -102,3 +103,13 @@ def test_timm_reference_entry():
     res = run([entry], batch_size=2, input_sizes=((64, 64),), repeats=2, train=False)
     assert res[0].params == sum(p.numel() for p in entry.build().parameters())
     assert res[0].macs > 0
+
+
+def test_compile_failure_is_a_clear_error(monkeypatch):
+    class Broken(nn.Module):
+        def forward(self, x):
+            raise RuntimeError("InductorError: no working C++ compiler\nlong details")
+
+    monkeypatch.setattr(torch, "compile", lambda model: Broken())
+    with pytest.raises(ProfileError, match="torch.compile failed .*no working C\\+\\+ compiler.*without --compile"):
+        run([Entry("net", lambda: SleepNet(0.0), (32, 32))], compile=True)

@@ -55,15 +55,31 @@ CASES = [  # (in_dim, out_dim, input H, W, extra SPM parameters)
     (16, 32, 7, 9, {}),  # odd: padded window tokens are masked
     (24, 40, 6, 5, {"kernel_sizes": (3, 5, 7), "gle_heads": 4, "guide_kernel": 5, "window": 3, "expand_ratio": 3}),
 ]
+CASE_IDS = ["even", "odd", "custom-window3"]
 
 
-@pytest.mark.parametrize("chunked", [False, True], ids=["one-chunk", "row-chunks"])
-@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("in_dim,out_dim,h,w,kw", CASES)
+@pytest.mark.parametrize(
+    "in_dim,out_dim,h,w,kw,train,chunked",
+    [pytest.param(*case, train, False, id=f"{name}-{'train' if train else 'eval'}")
+     for case, name in zip(CASES, CASE_IDS) for train in (True, False)]
+    + [pytest.param(*CASES[i], train, True, id=f"{CASE_IDS[i]}-{'train' if train else 'eval'}-row-chunks")
+       for i, train in ((1, True), (1, False), (2, True))],  # one window row per chunk
+)
 def test_fast_spm_equals_reference_forward_and_gradients(in_dim, out_dim, h, w, kw, train, chunked):
     ours, ref = _pair(in_dim, out_dim, **kw)
-    if chunked:  # one row of windows per chunk (CPU chunking), padded rows included
+    if chunked:  # one row of windows per chunk (CPU chunking, single-threaded only), padded rows included
         ours.gle.cpu_chunk_elements = 1
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            _check_equal(ours, ref, in_dim, out_dim, h, w, train)
+        finally:
+            torch.set_num_threads(threads)
+    else:
+        _check_equal(ours, ref, in_dim, out_dim, h, w, train)
+
+
+def _check_equal(ours, ref, in_dim, out_dim, h, w, train):
     ours.train(train)
     ref.train(train)
     x = torch.randn(3, h, w, in_dim, generator=torch.Generator().manual_seed(1))

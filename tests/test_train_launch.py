@@ -37,3 +37,27 @@ def test_slurm_variables_are_honoured() -> None:
     assert "--node-rank=2" in plan.torchrun_args() and "--master-addr=gpu07" in plan.torchrun_args()
     # explicit options win over the job's variables
     assert plan_launch(8, nodes=1, env=env) is not None and plan_launch(8, nodes=1, env=env).nodes == 1
+
+
+def test_bad_input_is_reported_once_before_launching(tmp_path, monkeypatch) -> None:
+    from imagefolder_util import train_args
+    from typer.testing import CliRunner
+
+    import spmkit.engine.launch as launch_mod
+    from spmkit.cli.app import app
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    launched = []
+    monkeypatch.setattr(launch_mod, "launch", lambda plan, args: launched.append(args) or 0)
+    res = CliRunner().invoke(app, train_args(tmp_path / "nowhere", tmp_path / "run", 1, 4, "--devices", "cpu",
+                                             "--nproc", "2"))
+    assert res.exit_code == 2 and "does not exist" in res.output and not launched
+    from imagefolder_util import make_imagefolder
+
+    data = make_imagefolder(tmp_path / "data", classes=2, train_per_class=2, val_per_class=1)
+    res = CliRunner().invoke(app, train_args(data, tmp_path / "run", 3, 4, "--devices", "cpu", "--nproc", "2"))
+    assert res.exit_code == 0, res.output
+    (args,) = launched
+    assert args[:1] == ["train"] and "--nproc" not in args  # the children train instead of launching again
+    assert ["--set", "epochs=3"] == args[args.index("epochs=3") - 1 : args.index("epochs=3") + 1]
+    assert args[args.index("--devices") + 1] == "cpu" and args[args.index("--blueprint") + 1] == "tiny_pvt"

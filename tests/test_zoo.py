@@ -90,3 +90,13 @@ def test_tiny_variants_run_on_non_square_inputs(name: str) -> None:
         (info["num_chs"], -(-72 // info["reduction"]), -(-40 // info["reduction"])) for info in model.feature_info
     ]
     assert all(torch.isfinite(f).all() for f in feats)
+
+
+@pytest.mark.parametrize("name", ["tiny_lit", "tiny_groupmixformer", "tiny_glnet"])
+def test_meta_build_materialised_and_loaded_equals_a_normal_build(name: str) -> None:
+    ref = spmkit.create_model(name).eval()
+    model = spmkit.create_model(name, device="meta").to_empty(device="cpu")
+    model.load_state_dict(ref.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), ref(x))

@@ -10,7 +10,7 @@ from torch import nn
 
 from spmkit.blocks.transformer import LayerScale
 from spmkit.layers.drop import DropPath
-from spmkit.layers.tokens import nchw_to_tokens, tokens_to_nchw
+from spmkit.layers.tokens import residual_conv_on_grid, tokens_to_nchw
 from spmkit.mixers.glmix import GLMix
 from spmkit.registry import BLOCKS
 
@@ -32,7 +32,7 @@ class ConvMlp(nn.Module):
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         x = self.fc1(x)
         if self.dw is not None:
-            x = x + nchw_to_tokens(self.dw(tokens_to_nchw(x, hw)))
+            x = residual_conv_on_grid(x, hw, self.dw)
         return self.fc2(self.act(x))
 
 
@@ -44,7 +44,8 @@ class GLNetBlock(nn.Module):
     (mixer ``global``, ``cpe_kernel: 0``, ``mlp_dw: false``). ``norm_eps`` set: both norms are plain
     LayerNorms with that eps (GLNet: 1e-6, while its stem, transitions and final norm are BatchNorm)
     instead of the model norm. A GLMix mixer gets the block input as its slot source, as released.
-    ``layer_scale <= 0`` disables layer scale. ``mixer: null`` gives the MLP branch only.
+    ``layer_scale <= 0`` disables layer scale. ``mixer: null`` gives the MLP branch only. Class tokens
+    (with a mixer that takes them, e.g. ``global``) skip the convs.
     """
 
     def __init__(
@@ -82,7 +83,7 @@ class GLNetBlock(nn.Module):
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         source = x
         if self.pos_conv is not None:
-            x = x + nchw_to_tokens(self.pos_conv(tokens_to_nchw(x, hw)))
+            x = residual_conv_on_grid(x, hw, self.pos_conv)
         if self.mixer is not None:
             if isinstance(self.mixer, GLMix):
                 y = self.mixer(self.norm1(x), hw, slot_source=tokens_to_nchw(source, hw))

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from spmkit.blocks.transformer import TransformerBlock
-from spmkit.layers.tokens import nchw_to_tokens, tokens_to_nchw
+from spmkit.layers.tokens import residual_conv_on_grid
 from spmkit.registry import BLOCKS
 
 
@@ -20,10 +20,7 @@ class ConvPosEnc(nn.Module):
         self.proj = nn.Conv2d(dim, dim, kernel, padding=kernel // 2, groups=dim, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        p = x.shape[1] - hw[0] * hw[1]
-        prefix, grid = x[:, :p], x[:, p:]
-        grid = grid + nchw_to_tokens(self.proj(tokens_to_nchw(grid, hw)))
-        return torch.cat([prefix, grid], dim=1) if p else grid
+        return residual_conv_on_grid(x, hw, self.proj)
 
 
 @BLOCKS.register("group_mix")

@@ -90,6 +90,21 @@ def _check_resume(cfg: TrainConfig, run: RunDir) -> Path | None:
     return None
 
 
+def preflight(cfg: TrainConfig) -> None:
+    """The checks a launcher runs once before starting processes, so that bad input gives one message
+    instead of one per process: task name, run folder / resume, recipe, data folder, blueprint."""
+    task_cls: type[Task] = TASKS.get(cfg.task)
+    run = RunDir(cfg.output, enabled=False)
+    resume_path = _check_resume(cfg, run)
+    base = load_checkpoint(resume_path)["recipe"] if resume_path is not None else None
+    recipe = load_recipe(task_cls.recipe_class, cfg.recipe_file, cfg.overrides, base=base)
+    task_cls(recipe).data_info(Path(cfg.data))
+    if resume_path is None and cfg.model.blueprint and not cfg.model.blueprint.startswith("timm:"):
+        import spmkit
+
+        spmkit.load_blueprint(cfg.model.blueprint, overrides=list(cfg.model.overrides))
+
+
 def train(cfg: TrainConfig, reporter: Reporter | None = None) -> list[dict[str, Any]]:
     """Train (or continue) a run; returns the metrics rows written by this call (rank 0; others: [])."""
     ctx = init_distributed(cfg.device)

@@ -102,10 +102,12 @@ class GuidedLocalEnhancement(nn.Module):
         """Nothing beyond PyTorch's defaults: the official module has no custom init (a backbone's
         model-wide pass sets ``attn.qkv`` to trunc-normal 0.02, as the official PVT does)."""
 
-    #: On CPU the windows are processed in chunks of whole window rows whose per-head intermediates
-    #: (num_heads * C floats per window) total about this many elements (2 MB in float32): they then stay
-    #: in the caches and are reused from the allocator instead of being fresh, page-faulted memory, which
-    #: halves GLE's CPU time at PVT sizes. Same arithmetic, same result; 0 disables chunking.
+    #: On CPU with one thread, the windows are processed in chunks of whole window rows whose per-head
+    #: intermediates (num_heads * C floats per window) total about this many elements (2 MB in float32):
+    #: they then stay in the caches and are reused from the allocator instead of being fresh, page-faulted
+    #: memory, which halves GLE's CPU time at PVT sizes. With several threads the chunks' many small
+    #: parallel ops cost more than they save (measured on a shared 2-core machine), so chunking is off
+    #: there, and on other devices. Same arithmetic, same result; 0 disables it.
     cpu_chunk_elements: int = 1 << 19
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,16 +126,18 @@ class GuidedLocalEnhancement(nn.Module):
         bias = self._padding_bias(height, width, ho, wo, x) if (pad_h or pad_w) else None  # [Ho, Wo, L, 1]
         rows = b * ho
         step = rows
-        if x.device.type == "cpu" and self.cpu_chunk_elements > 0:
+        if x.device.type == "cpu" and self.cpu_chunk_elements > 0 and torch.get_num_threads() == 1:
             step = max(1, self.cpu_chunk_elements // (self.attn.num_heads * c * wo))
-        outs = []
-        for r0 in range(0, rows, step):
-            r1 = min(rows, r0 + step)
-            rb = None
-            if bias is not None:  # row r of the batch is window row r % Ho
-                rb = bias[torch.arange(r0, r1, device=x.device) % ho].flatten(0, 1)
-            outs.append(self._attend(guide[r0:r1], tokens[r0:r1], rb))
-        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        if step >= rows:
+            out = self._attend(guide, tokens, None if bias is None else bias.repeat(b, 1, 1, 1).flatten(0, 1))
+        else:  # split (not slices): its backward is one concatenation, not a full-size gradient per chunk
+            outs = []
+            for r0, g, t in zip(range(0, rows, step), guide.split(step), tokens.split(step)):
+                rb = None
+                if bias is not None:  # row r of the batch is window row r % Ho
+                    rb = bias[torch.arange(r0, r0 + g.shape[0], device=x.device) % ho].flatten(0, 1)
+                outs.append(self._attend(g, t, rb))
+            out = torch.cat(outs)
         return out.view(b, ho, wo, c)
 
     def _attend(self, guide: torch.Tensor, tokens: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -43,10 +43,12 @@ class Mlp(nn.Module):
             B, N, C = x.shape
             H, W = hw
             P = N - H * W
-            prefix, x = x[:, :P], x[:, P:]
+            prefix = None
+            if P:  # slice only when needed: an empty slice would keep fc1's wide output alive
+                prefix, x = x[:, :P], x[:, P:]
             x = self.relu(x)
             x = self.dwconv(x.transpose(1, 2).reshape(B, C, H, W)).flatten(2).transpose(1, 2)
-            if P:
+            if prefix is not None:
                 x = torch.cat([prefix, x], dim=1)
         x = self.drop1(self.act(x))
         return self.drop2(self.fc2(x))

@@ -96,9 +96,9 @@ class WindowAttention(nn.Module):
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros((2 * win[0] - 1) * (2 * win[1] - 1), num_heads, **dd)
         )
-        self.register_buffer(
-            "relative_position_index", relative_position_index(*win, device=device), persistent=False
-        )
+        # the index is derived, not a buffer: a buffer made at construction is garbage after a
+        # meta-device build + to_empty(); computed on first use per device instead
+        self._index_cache: dict[str, torch.Tensor] = {}
         self._mask_cache: dict[tuple, torch.Tensor] = {}
         self.init_weights()
 
@@ -107,6 +107,14 @@ class WindowAttention(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         return {"relative_position_bias_table"}
+
+    def _relative_position_index(self, device: torch.device) -> torch.Tensor:
+        index = self._index_cache.get(str(device))
+        if index is None:
+            with torch.inference_mode(False):  # a normal tensor, so a later training step can save it
+                index = relative_position_index(*self.window_size, device=device)
+            self._index_cache = {str(device): index}
+        return index
 
     def _mask(self, Hp: int, Wp: int, device: torch.device) -> torch.Tensor:
         key = (Hp, Wp, str(device))
@@ -130,16 +138,15 @@ class WindowAttention(nn.Module):
         # [B*nW, n, 3*C] -> 3 x [B, nW, heads, n, d]
         qkv = self.qkv(windows).view(B, nw, n, 3, self.num_heads, -1).permute(3, 0, 1, 4, 2, 5)
         q, k, v = qkv.unbind(0)
-        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        bias = self.relative_position_bias_table[self._relative_position_index(x.device).view(-1)]
         bias = bias.view(n, n, self.num_heads).permute(2, 0, 1).to(q.dtype)  # [heads, n, n]
+        q, k, v = (t.reshape(B * nw, self.num_heads, n, -1) for t in (q, k, v))  # views, no copy
         if any(shift):
-            # windows and heads share one batch axis per image so the [nW, n, n] mask broadcasts over B
+            # repeating the [nW, heads, n, n] mask over the batch costs less memory than copying q, k, v
             mask = self._mask(Hp, Wp, x.device).to(q.dtype)
-            attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1)).reshape(1, nw * self.num_heads, n, n)
-            q, k, v = (t.reshape(B, nw * self.num_heads, n, -1) for t in (q, k, v))
+            attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1)).repeat(B, 1, 1, 1)
         else:
             attn_mask = bias.unsqueeze(0)
-            q, k, v = (t.reshape(B * nw, self.num_heads, n, -1) for t in (q, k, v))
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop if self.training else 0.0
         )

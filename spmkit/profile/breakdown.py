@@ -95,7 +95,8 @@ def component_groups(model: nn.Module) -> list[tuple[str, str, list[str]]]:
                         taken.append(name)
                 groups += [(f"{stage}.{k}", k, found[k]) for k in _INNER_KINDS if k in found]
         elif any(True for _ in child.parameters()) or categorize(child, kinds):
-            groups.append((top, categorize(child, kinds) or _NAME_KINDS.get(top) or type(child).__name__.lower(), [top]))
+            kind = categorize(child, kinds) or _NAME_KINDS.get(top) or type(child).__name__.lower()
+            groups.append((top, kind, [top]))
     return groups
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 import sys
 import traceback
 
@@ -20,7 +21,7 @@ import torch
 
 def measure(req: dict) -> dict:
     from spmkit.profile.entries import resolve_entry
-    from spmkit.profile.memory import cpu_peak_growth, stats_to_dict
+    from spmkit.profile.memory import cpu_peak_growth
     from spmkit.profile.steps import StepOptions, inference_call, make_input, prepare_model, train_call
 
     if req.get("threads"):
@@ -31,13 +32,22 @@ def measure(req: dict) -> dict:
     x = make_input(int(req["batch_size"]), tuple(req["input_size"]), opts, int(req.get("in_chans", 3)))
     infer = inference_call(model, x, opts)
     infer()  # warm-up: one-time allocations (kernel caches, thread pools) are not the model's cost
-    result = {"inference": stats_to_dict(cpu_peak_growth(infer)), "train": None}
+    note = "; fresh process"
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+        note += f", glibc mmap threshold {int(os.environ['MALLOC_MMAP_THRESHOLD_']) // 1024} KiB"
+    result = {"inference": _noted(cpu_peak_growth(infer), note), "train": None}
     if req.get("train"):
         model.train()
         step = train_call(model, x, opts)
         step()  # warm-up; creates the optimizer state, which then counts as resident, not as growth
-        result["train"] = stats_to_dict(cpu_peak_growth(step))
+        result["train"] = _noted(cpu_peak_growth(step), note)
     return result
+
+
+def _noted(stats, note: str) -> dict:
+    d = asdict(stats)
+    d["method"] += note
+    return d
 
 
 def _guarded(req: dict) -> dict:

@@ -104,9 +104,9 @@ def _check(config: ProfileConfig) -> torch.device:
 
 
 def _memory_request(entry: Entry, size: tuple[int, int], config: ProfileConfig) -> dict:
-    return entry.request() | {"in_chans": entry.in_chans, "input_size": list(size), "batch_size": config.batch_size, "amp": config.amp,
-                              "channels_last": config.channels_last, "threads": torch.get_num_threads(),
-                              "train": config.train}
+    return entry.request() | {
+        "in_chans": entry.in_chans, "input_size": list(size), "batch_size": config.batch_size, "amp": config.amp,
+        "channels_last": config.channels_last, "threads": torch.get_num_threads(), "train": config.train}
 
 
 def _subprocess_memory(jobs: list[tuple[Entry, tuple[int, int]]], config: ProfileConfig
@@ -122,7 +122,8 @@ def _subprocess_memory(jobs: list[tuple[Entry, tuple[int, int]]], config: Profil
     for (entry, size), res in zip(jobs, results):
         if "error" in res:
             raise ProfileError(f"{entry.name}: measuring memory failed ({res['error']}); use --no-memory to skip it.")
-        out[(id(entry), size)] = (MemoryStats(**res["inference"]), MemoryStats(**res["train"]) if res["train"] else None)
+        train = MemoryStats(**res["train"]) if res["train"] else None
+        out[(id(entry), size)] = (MemoryStats(**res["inference"]), train)
     return out
 
 
@@ -174,7 +175,7 @@ def profile_entries(entries: Sequence[Entry], config: ProfileConfig = ProfileCon
         say(f"building {len(group)} model(s) at {size[0]}x{size[1]}")
         raw = [e.build().eval() for e in group]
         params = [sum(p.numel() for p in m.parameters()) for m in raw]
-        flops = [count_flops(m, (1, e.in_chans, *size)).total_flops for e, m in zip(group, raw)]
+        flops = [_first_run(e, m, size) for e, m in zip(group, raw)]
         raw = [m.to(dev) for m in raw]
         models = [prepare_model(m, opts) for m in raw]
         chans = {e.in_chans for e in group}
@@ -183,12 +184,18 @@ def profile_entries(entries: Sequence[Entry], config: ProfileConfig = ProfileCon
                                "profile them in separate runs.")
         in_chans = chans.pop()
         x1, xb = make_input(1, size, opts, in_chans), make_input(config.batch_size, size, opts, in_chans)
+        if config.compile:
+            say("compiling (first calls)")
+            for e, m in zip(group, models):
+                _compile_check(e, inference_call(m, x1, opts))
         say("timing batch-1 latency")
         lat = time_interleaved([inference_call(m, x1, opts) for m in models], warmup=config.warmup,
                                repeats=config.repeats, device=dev, max_seconds=config.max_seconds)
-        say(f"timing throughput at batch {config.batch_size}")
-        thr = time_interleaved([inference_call(m, xb, opts) for m in models], warmup=config.warmup,
-                               repeats=config.repeats, device=dev, max_seconds=config.max_seconds)
+        thr = lat  # batch 1: throughput is 1000 / latency, no second measurement
+        if config.batch_size > 1:
+            say(f"timing throughput at batch {config.batch_size}")
+            thr = time_interleaved([inference_call(m, xb, opts) for m in models], warmup=config.warmup,
+                                   repeats=config.repeats, device=dev, max_seconds=config.max_seconds)
         train: list[TimingStats | None] = [None] * len(group)
         if config.train:
             say("timing training steps")
@@ -219,7 +226,8 @@ def profile_entries(entries: Sequence[Entry], config: ProfileConfig = ProfileCon
                     say(f"measuring memory of {entry.name}")
                     inf_mem, train_mem = _memory(raw[i], size, config, opts, entry.in_chans)
                 res.peak_memory_bytes, res.memory_method = inf_mem.growth_bytes, inf_mem.method
-                res.max_allocated_bytes, res.max_reserved_bytes = inf_mem.max_allocated_bytes, inf_mem.max_reserved_bytes
+                res.max_allocated_bytes = inf_mem.max_allocated_bytes
+                res.max_reserved_bytes = inf_mem.max_reserved_bytes
                 if train_mem is not None:
                     res.train_peak_memory_bytes = train_mem.growth_bytes
                     res.train_max_allocated_bytes = train_mem.max_allocated_bytes
@@ -235,6 +243,26 @@ def profile_entries(entries: Sequence[Entry], config: ProfileConfig = ProfileCon
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     return results
+
+
+def _first_run(entry: Entry, model: torch.nn.Module, size: tuple[int, int]) -> int:
+    """FLOPs of one batch-1 forward; a model that cannot run at ``size`` is a user error, not a traceback."""
+    try:
+        return count_flops(model, (1, entry.in_chans, *size)).total_flops
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
+        raise ProfileError(f"{entry.name} does not run at input {size[0]}x{size[1]}: {msg}. timm references "
+                           "often accept only their own size; drop --input-size or pick another.") from exc
+
+
+def _compile_check(entry: Entry, call: Callable[[], object]) -> None:
+    """Run a compiled model once; a compiler failure becomes a user error with what to try instead."""
+    try:
+        call()
+    except Exception as exc:  # torch._dynamo / inductor errors have many types
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ProfileError(f"{entry.name}: torch.compile failed ({type(exc).__name__}: {msg}). Compiling needs "
+                           "a C++ compiler on CPU and Triton on GPU; run without --compile.") from exc
 
 
 def _plain_run(model: torch.nn.Module, x: torch.Tensor, opts: StepOptions) -> Callable[[], object]:

@@ -53,7 +53,8 @@ def _render(rows: list[dict], breakdown: bool) -> None:
 
     console = Console(width=max(shutil.get_terminal_size((160, 24)).columns, 140))
     dev, batch = rows[0]["device"], rows[0]["batch_size"]
-    table = Table(title=f"spmkit profile on {dev}: latency at batch 1, throughput / training / memory at batch {batch}; "
+    table = Table(title=f"spmkit profile on {dev}: latency at batch 1, throughput / training / memory at batch "
+                        f"{batch}; "
                         "x = ratio to the first entry at the same size")
     cols = [("entry", "left"), ("size", "right"), ("params M", "right"), ("GMACs", "right"), ("lat ms", "right"),
             ("p90", "right"), ("x", "right"), ("img/s", "right"), ("x", "right"), ("train ms", "right"),

@@ -58,9 +58,19 @@ def train(
         if value is not None:
             overrides.append(f"{key}={value}")
 
+    import spmkit.tasks  # noqa: F401  (registers the tasks)
+    from spmkit.engine.trainer import TrainConfig, preflight, train as run_training
+    from spmkit.tasks.base import ModelSpec
+
+    cfg = TrainConfig(
+        model=ModelSpec(blueprint or "", tuple(model_set or ())), data=data, output=output, task=task,
+        recipe_file=recipe, overrides=overrides, device=device,
+        resume="yes" if resume else ("auto" if auto_resume else "no"),
+    )
     if not in_launched_process():
         plan = plan_launch(gpus or nproc or 1, nodes, node_rank, rdzv_endpoint)
         if plan is not None:
+            preflight(cfg)  # one clear message instead of one per process
             args = ["train", "--data", str(data), "--output", str(output), "--task", task, "--devices", device]
             if blueprint is not None:
                 args += ["--blueprint", blueprint]
@@ -76,18 +86,10 @@ def train(
                 args.append("--auto-resume")
             code = launch(plan, args)
             if code:
+                typer.echo(f"training processes failed (exit code {code}); see their messages above.", err=True)
                 raise typer.Exit(code)
             return
 
-    import spmkit.tasks  # noqa: F401  (registers the tasks)
-    from spmkit.engine.trainer import TrainConfig, train as run_training
-    from spmkit.tasks.base import ModelSpec
-
-    cfg = TrainConfig(
-        model=ModelSpec(blueprint or "", tuple(model_set or ())), data=data, output=output, task=task,
-        recipe_file=recipe, overrides=overrides, device=device,
-        resume="yes" if resume else ("auto" if auto_resume else "no"),
-    )
     reporter = None
     if os.environ.get("RANK", "0") == "0":
         from spmkit.cli.training_progress import RichReporter
