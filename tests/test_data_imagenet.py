@@ -72,3 +72,9 @@ def test_class_count_checked_against_recipe_and_head(tmp_path: Path) -> None:
     stored = {"num_classes": 2, "classes": ["class_00", "class_01"]}
     with pytest.raises(DataError, match="unknown to the model's 2-class head"):
         task.eval_data_info(tmp_path, stored)
+
+    import shutil
+
+    shutil.rmtree(tmp_path / "val")
+    with pytest.raises(DataError, match="val does not exist"):
+        task.data_info(tmp_path)

@@ -150,3 +150,22 @@ def test_accumulation_and_corrupt_images_during_training(data: Path, tmp_path: P
     assert row["train_skipped"] == 1 and row["val_skipped"] == 0
     assert any(str(bad) in r.getMessage() for r in caplog.records)
     assert "1 unreadable training images were skipped" in res.output
+
+
+def test_task_scalars_are_averaged_into_the_epoch_row(data: Path, tmp_path: Path, monkeypatch) -> None:
+    from spmkit.tasks.classification import ClassificationTask
+
+    original = ClassificationTask.training_loss
+    calls = []
+
+    def with_scalars(self, model, batch):
+        loss, _ = original(self, model, batch)
+        calls.append(1)
+        return loss, {"answer": float(len(calls))}  # 1, 2, ..., 6 over the epoch
+
+    monkeypatch.setattr(ClassificationTask, "training_loss", with_scalars)
+    out = tmp_path / "run"
+    res = runner.invoke(app, train_args(data, out, 1, 4))
+    assert res.exit_code == 0, res.output
+    row = json.loads((out / "metrics.jsonl").read_text())
+    assert row["train_answer"] == pytest.approx(3.5)

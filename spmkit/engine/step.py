@@ -30,13 +30,15 @@ class TrainStep:
         self.task, self.model, self.train_model = task, model, train_model
         self.optimizer, self.scheduler, self.scaler, self.ema = optimizer, scheduler, scaler, ema
         self.recipe, self.ctx, self.step = recipe, ctx, step
+        #: the task's extra scalars of the last batch (``training_loss``'s second value)
+        self.scalars: dict[str, float] = {}
 
     def __call__(self, batch: Any, at_update: bool) -> torch.Tensor:
         """Run one batch; returns its detached loss (a device tensor)."""
         no_sync = self.ctx.distributed and not at_update and hasattr(self.train_model, "no_sync")
         with self.train_model.no_sync() if no_sync else contextlib.nullcontext():
             with self.task.autocast(self.ctx.device):
-                loss, _ = self.task.training_loss(self.train_model, batch)
+                loss, self.scalars = self.task.training_loss(self.train_model, batch)
             self.scaler.scale(loss / self.recipe.accum_steps).backward()
         if at_update:
             self.update()

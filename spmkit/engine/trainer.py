@@ -227,6 +227,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
             "rng": rng_state(), "metrics": metrics or {}, "versions": versions(), "world_size": ctx.world_size,
         }
 
+    if start_epoch >= recipe.epochs:
+        rep.message(f"{resume_path} has finished all {recipe.epochs} epochs; give --epochs N to train longer.")
     stepper = TrainStep(task, model, train_model, optimizer, scheduler, scaler, ema, recipe, ctx, step=step)
     fault_step = int(os.environ.get(FAULT_ENV, "0") or 0)
     rows: list[dict[str, Any]] = []
@@ -238,6 +240,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
         rep.start_epoch(epoch + 1, recipe.epochs, batches, batch_in_epoch)
         t0, seen = time.perf_counter(), 0
         loss_acc = torch.tensor(loss_sum, dtype=torch.float64, device=ctx.device)
+        scalar_sums: dict[str, float] = {}
+        batches_run = 0
         shown_loss = float("nan")
         i = batch_in_epoch
         it = iter(train_loader)
@@ -245,8 +249,11 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
             batch = task.to_device(next(it), ctx.device)
             at_update = (i + 1) % recipe.accum_steps == 0
             loss = stepper(batch, at_update)
+            for k, v in stepper.scalars.items():
+                scalar_sums[k] = scalar_sums.get(k, 0.0) + float(v)
             loss_acc += loss.double()
             loss_count += 1
+            batches_run += 1
             seen += task.batch_size_of(batch) * ctx.world_size
             i += 1
             if not at_update:
@@ -276,7 +283,13 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
                                "lr": _lr(optimizer), "images_per_s": seen / max(elapsed, 1e-9),
                                "epoch_time_s": elapsed}
         loss_sum, loss_count = 0.0, 0
-        row.update({f"{k}": v for k, v in task.end_of_epoch(ctx).items()})
+        if scalar_sums:  # the task's extra scalars, averaged over this process's batches and the processes
+            names = sorted(scalar_sums)
+            t = torch.tensor([scalar_sums[k] / max(batches_run, 1) for k in names], dtype=torch.float64,
+                             device=ctx.device)
+            ctx.all_reduce_sum(t)
+            row.update({f"train_{k}": float(v) / ctx.world_size for k, v in zip(names, t)})
+        row.update(task.end_of_epoch(ctx))
         last_epoch = epoch + 1 == recipe.epochs
         if (epoch + 1) % recipe.eval_every_epochs == 0 or last_epoch:
             ctx.broadcast_buffers(model)  # every shard is evaluated with the weights rank 0 will save

@@ -35,7 +35,7 @@ Rules a task must keep:
   afterwards, so ``training_loss`` / ``evaluate`` must only call it (``model(x)``) or use attributes
   through :func:`unwrap`.
 - ``training_loss`` returns a scalar loss (the engine divides by ``accum_steps`` and calls backward) and a
-  dict of float scalars that are averaged over the epoch and logged as ``train_<name>``.
+  dict of float scalars (the same keys every batch) averaged over the epoch and logged as ``train_<name>``.
 - ``evaluate`` runs on **every** process with a loader whose sampler gives each process a disjoint shard
   (no padding, no duplicates). The task combines shards itself with ``ctx.all_reduce_sum`` (counts) or
   ``ctx.all_gather_object`` (predictions, e.g. for COCO evaluation), and returns the same ``dict[str,

@@ -79,6 +79,7 @@ class ClassificationTask(Task):
 
     def data_info(self, data_dir: Path) -> dict[str, Any]:
         classes = find_classes(Path(data_dir) / "train")
+        find_classes(Path(data_dir) / "val")  # a missing val split fails now, not after the first epoch
         n = self.recipe.num_classes
         if n is not None and n != len(classes):
             raise DataError(
