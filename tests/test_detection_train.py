@@ -84,3 +84,17 @@ def test_init_loads_classification_weights_into_the_backbone(tmp_path, task_name
     for k, v in classifier.state_dict().items():
         if k in own:
             assert torch.equal(own[k], v), k
+
+
+def test_no_weight_decay_on_norms_and_position_tables():
+    from spmkit.engine.optim import param_groups
+    from spmkit.tasks.base import ModelSpec
+
+    t = DetectionTask(load_recipe(DetectionRecipe, None, SMALL))
+    model = t.build_model(ModelSpec("tiny_pvt"), {"num_classes": 3})
+    decay = {n for g in param_groups(model, 0.05) if g["weight_decay"] > 0 for n in g["param_names"]}
+    names = {n for n, _ in model.named_parameters()}
+    pos = {n for n in names if "pos_embed" in n or "cls_token" in n}
+    assert pos and not (pos & decay)  # position tables and the class token of the backbone
+    assert not {n for n in decay if ".norm" in n or n.endswith(".bias")}
+    assert "backbone.fpn.layer_blocks.0.0.weight" in decay and "roi_heads.box_head.fc6.weight" in decay
