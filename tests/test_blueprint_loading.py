@@ -64,3 +64,13 @@ def test_builtin_names_are_unique_and_load() -> None:
     assert len(stems) == len(set(stems)), "blueprint file names must be unique across folders"
     for name in names:
         assert load_blueprint(name).name == name, f"{name}: the name field must equal the file name"
+
+
+def test_dump_round_trips_for_every_builtin_blueprint() -> None:
+    """A resolved blueprint (as run folders store it) loads back to the same model."""
+    for name in list_blueprints():
+        bp = load_blueprint(name)
+        again = load_blueprint(bp.model_dump(mode="json"))
+        assert again.model_dump(mode="json") == bp.model_dump(mode="json"), name
+        a, b = build_model(bp, device="meta"), build_model(again, device="meta")
+        assert [n for n, _ in a.named_parameters()] == [n for n, _ in b.named_parameters()], name

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 
 class ComponentSpec(BaseModel):
@@ -73,6 +73,19 @@ class StageSpec(BaseModel):
     @property
     def extras(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+    @model_serializer(mode="wrap")
+    def _omit_inherited(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Unset fields inherit the top-level default, an explicit null means "none": dump only what the
+        stage set, so ``load_blueprint(bp.model_dump())`` gives the same model."""
+        data = handler(self)
+        for name in INHERITED_STAGE_FIELDS:
+            if name not in self.model_fields_set:
+                data.pop(name, None)
+        return data
+
+
+INHERITED_STAGE_FIELDS = ("heads", "mlp_ratio", "mixer", "block", "merging", "pos_embed")
 
 
 class Blueprint(BaseModel):
