@@ -49,4 +49,15 @@ def __dir__() -> list[str]:
 
 _install_timm_hook()
 
-__all__ = [*_LAZY, "__version__"]
+__all__ = [
+    "Blueprint",
+    "BlueprintError",
+    "SpmkitError",
+    "build_model",
+    "create_model",
+    "list_blueprints",
+    "load_blueprint",
+    "register_blueprint",
+    "register_builtin_blueprints",
+    "__version__",
+]

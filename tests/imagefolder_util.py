@@ -35,11 +35,3 @@ def train_args(data: Path, out: Path, epochs: int = 2, batch_size: int = 4, *ext
             "--batch-size", str(batch_size), *FAST, *extra]
 
 
-def one_thread():
-    """Generator for a module fixture: torch on one thread (two spinning threads crawl on a loaded 2-core box)."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

@@ -6,13 +6,12 @@ import logging
 from pathlib import Path
 
 import pytest
-from imagefolder_util import one_thread, make_imagefolder
+from imagefolder_util import make_imagefolder
 
 from spmkit.data.imagenet import ImageFolderDataset, find_classes, scan_split
 from spmkit.errors import DataError
 from spmkit.tasks.classification import ClassificationRecipe, ClassificationTask
 
-_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 
 def test_scan_finds_classes_and_images_in_order(tmp_path: Path) -> None:

@@ -55,6 +55,12 @@ def test_bad_recipe_and_data_exit_2(shapes, tmp_path):
     res = runner.invoke(app, ["train", "--task", "detection", "--blueprint", "tiny_pvt", "--data", str(shapes),
                               "--output", str(tmp_path / "r"), "--devices", "cpu", "--set", "detector=yolo"])
     assert res.exit_code == 2 and "detector" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["train", "--task", "detection", "--blueprint", "tiny_pvt", "--data", str(shapes),
+                              "--output", str(tmp_path / "r"), "--devices", "cpu", "--detector", "yolo"])
+    assert res.exit_code == 2 and "yolo" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["train", "--blueprint", "tiny_pvt", "--data", str(shapes),
+                              "--output", str(tmp_path / "r"), "--devices", "cpu", "--detector", "retinanet"])
+    assert res.exit_code == 2 and "detector" in res.output  # classification has no detector
     res = runner.invoke(app, ["train", "--task", "detection", "--blueprint", "tiny_pvt", "--data", str(tmp_path),
                               "--output", str(tmp_path / "r2"), "--devices", "cpu"])
     assert res.exit_code == 2 and "instances_train2017.json" in res.output

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from imagefolder_util import make_imagefolder, one_thread
+from imagefolder_util import make_imagefolder
 from typer.testing import CliRunner
 
 from spmkit.cli.app import app
 from spmkit.engine.recipe import RecipeError, load_recipe
 from spmkit.tasks.classification import ClassificationRecipe
 
-_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 
 def test_eval_blueprint_with_timm_weights(tmp_path: Path) -> None:

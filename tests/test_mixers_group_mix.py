@@ -16,7 +16,7 @@ def naive_group_mix(m: GroupMixAttention, x: torch.Tensor, hw) -> torch.Tensor:
         attn = q[:, head] @ ks.transpose(1, 2)  # [B, N, N]
         out[:, head] = m.scale * (attn @ v[:, head])
     # conv relative position encoding, head by head, with the conv of the head's group
-    bounds, start = [], 0
+    bounds = []
     for conv in m.crpe.conv_list:
         heads_here = conv.in_channels // m.head_dim
         bounds += [(conv, i) for i in range(heads_here)]

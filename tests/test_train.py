@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from imagefolder_util import one_thread, make_imagefolder, train_args
+from imagefolder_util import make_imagefolder, train_args
 from typer.testing import CliRunner
 
 from spmkit.cli.app import app
 
 runner = CliRunner()
 
-_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from imagefolder_util import one_thread, make_imagefolder, train_args
+from imagefolder_util import make_imagefolder, train_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
-_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 
 def test_two_gloo_processes_train_and_evaluate(tmp_path: Path) -> None:

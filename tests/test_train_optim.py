@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-from imagefolder_util import one_thread
 import torch
 from torch import nn
 
@@ -13,7 +12,6 @@ from spmkit.engine.init_weights import load_init_weights
 from spmkit.engine.optim import create_optimizer, create_scheduler, param_groups
 from spmkit.engine.recipe import RecipeError, TrainRecipe, load_recipe
 
-_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 
 class Toy(nn.Module):

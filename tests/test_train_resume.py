@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 
 import json
 import os
@@ -12,7 +11,7 @@ import sys
 from pathlib import Path
 
 import torch
-from imagefolder_util import one_thread, make_imagefolder, train_args
+from imagefolder_util import make_imagefolder, train_args
 from typer.testing import CliRunner
 
 from spmkit.cli.app import app
@@ -20,7 +19,6 @@ from spmkit.engine.trainer import FAULT_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 
-_one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
 
 
 def _steps(run: Path) -> list[dict]:

@@ -102,7 +102,7 @@ def load_recipe(cls: type[R], path: str | Path | None = None, overrides: Sequenc
     every invalid field.
     """
     data: dict[str, Any] = dict(base or {})
-    source = "<defaults>"
+    source = "the default recipe"
     if path is not None:
         source = str(path)
         p = Path(path)
@@ -130,11 +130,21 @@ def load_recipe(cls: type[R], path: str | Path | None = None, overrides: Sequenc
         except yaml.YAMLError:
             value = raw
         _set_dotted(data, key.strip(), value)
+    if overrides:
+        source = f"{source} with --set {' '.join(overrides)}"
     try:
         return cls.model_validate(data)
     except ValidationError as e:
+        import difflib
+
         lines = [f"{source}: invalid {cls.__name__} ({e.error_count()} problem{'s' if e.error_count() != 1 else ''})"]
         for err in e.errors():
             loc = ".".join(str(x) for x in err["loc"]) or "<root>"
-            lines.append(f"  - {loc}: {err['msg']}")
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(str(err["loc"][-1]), list(cls.model_fields), n=2, cutoff=0.5)
+                msg = "unknown recipe field" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else "")
+            elif "input" in err and err["type"] != "missing":
+                msg = f"{msg} (got {err['input']!r})"
+            lines.append(f"  - {loc}: {msg}")
         raise RecipeError("\n".join(lines)) from None

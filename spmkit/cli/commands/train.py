@@ -32,6 +32,7 @@ def train(
     lr: Annotated[Optional[float], typer.Option("--lr", help="absolute lr (default: 5e-4 x global batch / 512)")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="data-loader workers per process")] = None,
     init: Annotated[Optional[str], typer.Option("--init", help="start from these weights (spmkit or timm checkpoint)")] = None,
+    detector: Annotated[Optional[str], typer.Option("--detector", help="--task detection: mask_rcnn or retinanet (shortcut for --set detector=...)")] = None,
     set_: RecipeSetOption = None,
     model_set: Annotated[Optional[list[str]], typer.Option("--model-set", help="blueprint override KEY=VALUE (repeatable)")] = None,
     devices: Annotated[str, typer.Option("--devices", help="auto, cpu or cuda")] = "auto",
@@ -54,6 +55,7 @@ def train(
     device = "cuda" if gpus is not None and devices == "auto" else devices
     overrides = list(set_ or [])
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("workers", workers),
+                       ("detector", detector),
                        ("init", init)):
         if value is not None:
             overrides.append(f"{key}={value}")
