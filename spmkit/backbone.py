@@ -7,7 +7,6 @@ so timm's ``features_only``, torchvision detection and OpenMMLab wrappers work u
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import torch
@@ -17,7 +16,7 @@ from timm.models._features import feature_take_indices
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from spmkit.layers.init import init_linear_and_norm
+from spmkit.layers.init import init_conv_fan_out, init_linear_and_norm
 
 
 class Stage(nn.Module):
@@ -119,12 +118,7 @@ class Backbone(nn.Module):
         """Model-wide Linear/LayerNorm init, optional conv fan-out init, then each component's own."""
         self.apply(init_linear_and_norm)
         if self.blueprint.conv_init == "fan_out":
-            for m in self.modules():
-                if isinstance(m, nn.Conv2d):
-                    fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-                    nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
+            self.apply(init_conv_fan_out)
         for m in self.modules():
             if m is not self and hasattr(m, "init_weights"):
                 m.init_weights()

@@ -19,11 +19,11 @@ multiply the work of the small kernels.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from spmkit.layers.init import init_conv_fan_out
 
 
 class MultiScaleAggregation(nn.Module):
@@ -79,12 +79,7 @@ class MultiScaleAggregation(nn.Module):
 
     def init_weights(self) -> None:
         """Official init: conv weights N(0, sqrt(2 / fan_out)), fan_out = k*k*out/groups; biases zero."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        self.apply(init_conv_fan_out)
 
     def local_convs(self) -> list[nn.Conv2d]:
         return [getattr(self, f"local_conv_{k}") for k in self.kernel_sizes]

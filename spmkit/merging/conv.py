@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from spmkit.layers.pad import ceil_conv_extra_pad
+from spmkit.layers.conv_embed import ConvEmbed
 from spmkit.registry import MERGING
 
 
 @MERGING.register("conv")
-class ConvMerging(nn.Module):
+class ConvMerging(ConvEmbed):
     """``(B, H, W, in_dim)`` -> ``(B, ceil(H/s), ceil(W/s), out_dim)``: conv k/s/p then LayerNorm.
 
     Odd sizes are padded at the bottom/right so the output is always ``ceil(H / stride)``.
@@ -31,25 +30,8 @@ class ConvMerging(nn.Module):
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__()
-        dd = {"device": device, "dtype": dtype}
-        if kernel_size < stride:
-            raise ValueError(f"kernel_size {kernel_size} is smaller than stride {stride}: pixels would be skipped")
-        if padding * 2 >= kernel_size + stride:
-            raise ValueError(f"padding {padding} is too large for kernel_size {kernel_size}")
-        self.kernel, self.stride, self.padding = kernel_size, stride, padding
-        self.proj = nn.Conv2d(in_dim, out_dim, kernel_size, stride, padding, **dd)
-        if not norm:
-            self.norm: nn.Module = nn.Identity()
-        elif norm_eps is not None:
-            self.norm = nn.LayerNorm(out_dim, eps=norm_eps, **dd)
-        else:
-            self.norm = norm_layer(out_dim, **dd)
+        super().__init__(in_dim, out_dim, kernel_size, stride, padding, norm_layer, norm, norm_eps, device, dtype)
+        self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 3, 1, 2)
-        ph = ceil_conv_extra_pad(x.shape[2], self.kernel, self.stride, self.padding)
-        pw = ceil_conv_extra_pad(x.shape[3], self.kernel, self.stride, self.padding)
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph))
-        return self.norm(self.proj(x).permute(0, 2, 3, 1))
+        return self.embed(x.permute(0, 3, 1, 2))

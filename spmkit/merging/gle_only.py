@@ -7,13 +7,12 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from spmkit.layers.gle import GuidedLocalEnhancement
+from spmkit.layers.init import init_conv_fan_out
 from spmkit.registry import MERGING
 
 
@@ -41,8 +40,7 @@ class GLEOnlyMerging(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        nn.init.normal_(self.proj.weight, 0.0, math.sqrt(2.0 / self.out_dim))
-        nn.init.zeros_(self.proj.bias)
+        init_conv_fan_out(self.proj)  # 1x1 conv: fan_out = out_dim, as MSA's convs
         self.gle.init_weights()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,46 @@
+"""A strided conv + norm over NCHW input with NHWC output, padded so the output is ``ceil(size / stride)``.
+
+Shared by the ``patch_embed`` stem and the ``conv`` merging layer; parameter names ``proj`` and ``norm``
+follow timm and the PVT code, so their weights load by name.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spmkit.layers.pad import ceil_conv_extra_pad
+
+
+class ConvEmbed(nn.Module):
+    """``(B, C, H, W)`` -> ``(B, ceil(H/s), ceil(W/s), out_dim)``: conv(kernel, stride, padding), then a norm.
+
+    ``norm_eps`` set: a plain LayerNorm with that eps instead of ``norm_layer`` (the PVT papers use 1e-5
+    in their embeddings while their blocks use 1e-6); ``norm=False``: no norm.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, kernel: int, stride: int, padding: int,
+                 norm_layer: type[nn.Module], norm: bool = True, norm_eps: float | None = None,
+                 device=None, dtype=None) -> None:
+        super().__init__()
+        dd = {"device": device, "dtype": dtype}
+        if kernel < stride:
+            raise ValueError(f"kernel size {kernel} is smaller than stride {stride}: pixels would be skipped")
+        if padding * 2 >= kernel + stride:
+            raise ValueError(f"padding {padding} is too large for kernel size {kernel} and stride {stride}")
+        self.kernel, self.conv_stride, self.padding = kernel, stride, padding
+        self.proj = nn.Conv2d(in_dim, out_dim, kernel, stride, padding, **dd)
+        if not norm:
+            self.norm: nn.Module = nn.Identity()
+        elif norm_eps is not None:
+            self.norm = nn.LayerNorm(out_dim, eps=norm_eps, **dd)
+        else:
+            self.norm = norm_layer(out_dim, **dd)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        ph = ceil_conv_extra_pad(x.shape[2], self.kernel, self.conv_stride, self.padding)
+        pw = ceil_conv_extra_pad(x.shape[3], self.kernel, self.conv_stride, self.padding)
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph))
+        return self.norm(self.proj(x).permute(0, 2, 3, 1))
