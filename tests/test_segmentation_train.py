@@ -54,3 +54,19 @@ def test_backbone_without_strides_4_to_32_is_a_user_error():
     task = SegmentationTask(SegmentationRecipe())
     with pytest.raises(SpmkitError, match=r"cannot build a semantic_fpn segmentor on timm:test_vit.*strides \[16"):
         task.build_model(ModelSpec("timm:test_vit"), {"num_classes": 3})
+
+
+def test_epochs_without_iters_trains_by_epochs() -> None:
+    """`--epochs N` alone means N passes over the data, as for the other tasks; the 40k-iteration recipe
+    stays the default, and a stored recipe (both fields set) keeps what it had."""
+    from spmkit.engine.recipe import load_recipe
+    from spmkit.tasks.segmentation import SegmentationRecipe
+
+    default = load_recipe(SegmentationRecipe)
+    assert (default.iters, default.epochs) == (40000, 10)
+    by_epochs = load_recipe(SegmentationRecipe, overrides=["epochs=1"])
+    assert (by_epochs.iters, by_epochs.epochs) == (None, 1)
+    both = load_recipe(SegmentationRecipe, overrides=["epochs=4", "iters=400"])
+    assert (both.iters, both.epochs) == (400, 4)
+    stored = load_recipe(SegmentationRecipe, base=default.model_dump(mode="json"), overrides=["epochs=2"])
+    assert (stored.iters, stored.epochs) == (40000, 2)

@@ -12,7 +12,8 @@ class RichReporter:
     """Implements ``spmkit.engine.reporter.Reporter`` with one bar per epoch and a summary line after it."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True)
+        # soft_wrap: summary lines in a log file stay whole instead of breaking at 80 columns
+        self.console = console or Console(stderr=True, soft_wrap=True)
         self.progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.3e}  {task.fields[ips]:.0f} img/s"),

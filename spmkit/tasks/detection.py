@@ -29,7 +29,6 @@ class DetectionRecipe(TrainRecipe):
     detector: Literal["mask_rcnn", "retinanet"] = "mask_rcnn"
     epochs: int = Field(12, ge=1)
     batch_size: int = Field(2, ge=1, description="images per process per step (2 x 8 GPUs = 16)")
-    workers: int = Field(2, ge=0)
     lr: float | None = Field(1e-4, gt=0)
     weight_decay: float = Field(0.05, ge=0)
     sched: str = "multistep"

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -37,13 +37,22 @@ from spmkit.tasks.dense_common import (
 
 class SegmentationRecipe(TrainRecipe):
     """The PVT / SPM ADE20K recipe: Semantic FPN, 40k iterations at batch 16, AdamW 2e-4, poly 0.9,
-    512x512 crops of images rescaled around 2048x512. ``epochs`` splits ``iters`` into evaluation rounds."""
+    512x512 crops of images rescaled around 2048x512. ``epochs`` splits ``iters`` into evaluation rounds.
+
+    Setting ``epochs`` without ``iters`` (``spmkit train --task segmentation --epochs 2``) trains by epochs,
+    as classification and detection do; the 40k-iteration default applies when neither is set.
+    """
+
+    @model_validator(mode="after")
+    def _epochs_without_iters_means_epochs(self) -> "SegmentationRecipe":
+        if "epochs" in self.model_fields_set and "iters" not in self.model_fields_set:
+            self.iters = None
+        return self
 
     head: Literal["semantic_fpn", "upernet"] = "semantic_fpn"
     iters: int | None = Field(40000, ge=1, description="total optimizer steps; None -> real epochs over the data")
     epochs: int = Field(10, ge=1, description="with iters: evaluation rounds of iters/epochs steps each")
     batch_size: int = Field(2, ge=1, description="images per process per step (2 x 8 GPUs = 16)")
-    workers: int = Field(4, ge=0)
     lr: float | None = Field(2e-4, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     sched: str = "poly"
