@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spmkit.layers.pad import ceil_conv_extra_pad
 from spmkit.registry import MERGING
 
 
@@ -45,10 +46,10 @@ class BNConvMerging(nn.Module):
         x = x.permute(0, 3, 1, 2)
         if self.order == "norm_proj":
             x = self.norm(x)
-        if self.kernel_size % 2 == 0:
-            h, w = x.shape[-2:]
-            extra = self.kernel_size - 2
-            x = F.pad(x, (0, w % 2 + extra, 0, h % 2 + extra)) if (h % 2 or w % 2 or extra) else x
+        ph = ceil_conv_extra_pad(x.shape[2], self.kernel_size, 2, self.proj.padding[0])
+        pw = ceil_conv_extra_pad(x.shape[3], self.kernel_size, 2, self.proj.padding[0])
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph))
         x = self.proj(x)
         if self.order == "proj_norm":
             x = self.norm(x)

@@ -11,16 +11,16 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from spmkit.layers.conv_embed import ConvEmbed
 from spmkit.layers.msa import MultiScaleAggregation
 from spmkit.registry import MERGING
 
 
 @MERGING.register("msa_only")
-class MSAOnlyMerging(nn.Module):
-    """MSA followed by the baseline 2x2 stride-2 conv and norm."""
+class MSAOnlyMerging(ConvEmbed):
+    """MSA followed by the baseline 2x2 stride-2 conv and norm (``ConvEmbed``'s ``proj`` + ``norm``)."""
 
     def __init__(
         self,
@@ -33,12 +33,9 @@ class MSAOnlyMerging(nn.Module):
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__()
         f = {"device": device, "dtype": dtype}
-        norm_layer = norm_layer or nn.LayerNorm
+        super().__init__(out_dim, out_dim, 2, 2, 0, norm_layer or nn.LayerNorm, **f)
         self.msa = MultiScaleAggregation(in_dim, out_dim, kernel_sizes=kernel_sizes, expand_ratio=expand_ratio, **f)
-        self.proj = nn.Conv2d(out_dim, out_dim, kernel_size=2, stride=2, **f)
-        self.norm = norm_layer(out_dim, **f)
         self.in_dim, self.out_dim = in_dim, out_dim
         self.stride = 2
 
@@ -47,11 +44,7 @@ class MSAOnlyMerging(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, H, W, C_in) -> (B, ceil(H/2), ceil(W/2), C_out)``."""
-        x = self.msa(x.permute(0, 3, 1, 2))  # [B, C_out, H, W]
-        h, w = x.shape[2], x.shape[3]
-        if h % 2 or w % 2:
-            x = F.pad(x, (0, w % 2, 0, h % 2))
-        return self.norm(self.proj(x).permute(0, 2, 3, 1))
+        return self.embed(self.msa(x.permute(0, 3, 1, 2)))
 
     def extra_repr(self) -> str:
         return f"in_dim={self.in_dim}, out_dim={self.out_dim}, stride=2"
