@@ -25,11 +25,10 @@ def build_backbone(spec: ModelSpec) -> nn.Module:
         return timm.create_model(spec.blueprint[5:], pretrained=False, num_classes=0)
     import spmkit
 
-    if spec.resolved is not None:
-        from spmkit.blueprint import Blueprint
-
-        return spmkit.build_model(Blueprint.model_validate(spec.resolved))
-    return spmkit.create_model(spec.blueprint, overrides=list(spec.overrides))
+    # a stored (resolved) blueprint goes through the same validation as a file, as in classification
+    source = spmkit.load_blueprint(spec.resolved if spec.resolved is not None else spec.blueprint,
+                                   overrides=() if spec.resolved is not None else list(spec.overrides))
+    return spmkit.build_model(source)
 
 
 def mean_std(backbone: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
