@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from spmkit.blueprint.schema import Blueprint
 from spmkit.errors import BlueprintError, FieldIssue
+from spmkit.overrides import split_override
 
 _PREFIX = "spmkit_"
 
@@ -92,15 +93,10 @@ def merge(base: Any, child: Any) -> Any:
 
 def parse_override(text: str) -> tuple[str, Any]:
     """``"stages.2.depth=4"`` -> (``"stages.2.depth"``, 4); the value is read as YAML (``null``, ``[3, 5]``)."""
-    if "=" not in text:
-        raise BlueprintError("--set", [FieldIssue(text, "an override is KEY=VALUE, e.g. stages.2.depth=4")])
-    key, raw = text.split("=", 1)
-    key = key.strip()
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key, value
+        return split_override(text)
+    except ValueError:
+        raise BlueprintError("--set", [FieldIssue(text, "an override is KEY=VALUE, e.g. stages.2.depth=4")]) from None
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any, source: str) -> None:

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from spmkit.errors import SpmkitError
+from spmkit.overrides import split_override
 
 
 class RecipeError(SpmkitError):
@@ -122,14 +123,11 @@ def load_recipe(cls: type[R], path: str | Path | None = None, overrides: Sequenc
             raise RecipeError(f"recipe file {p} must hold a mapping of recipe fields.")
         data.update(loaded)
     for item in overrides:
-        if "=" not in item:
-            raise RecipeError(f"--set {item!r}: expected KEY=VALUE, e.g. --set lr=1e-3.")
-        key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError:
-            value = raw
-        _set_dotted(data, key.strip(), value)
+            key, value = split_override(item, empty=None)
+        except ValueError:
+            raise RecipeError(f"--set {item!r}: expected KEY=VALUE, e.g. --set lr=1e-3.") from None
+        _set_dotted(data, key, value)
     if overrides:
         source = f"{source} with --set {' '.join(overrides)}"
     try:
