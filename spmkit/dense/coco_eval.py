@@ -56,16 +56,6 @@ class CocoEvaluator:
         self.image_ids.update(int(i) for i in image_ids)
         self.results.extend(results)
 
-    def gather(self) -> None:
-        """Merge the results of every process (``torch.distributed``) into each process."""
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            parts: list = [None] * dist.get_world_size()
-            dist.all_gather_object(parts, (sorted(self.image_ids), self.results))
-            self.image_ids = {i for ids, _ in parts for i in ids}
-            self.results = [r for _, res in parts for r in res]
-
     def summarize(self) -> dict[str, dict]:
         """``{iou_type: {"stats": [12 floats], "AP": ..., "AP50": ..., ..., "text": COCOeval's printout}}``.
 
