@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spmkit.mixers.global_attn import GlobalAttention, relative_position_index
+from spmkit.layers.rel_pos import relative_position_index
+from spmkit.mixers.global_attn import GlobalAttention
 from _mixer_checks import MAP_SIZES, assert_grads_reach_every_parameter
 
 

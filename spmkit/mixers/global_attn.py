@@ -6,16 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spmkit.layers.rel_pos import cached_relative_position_index
 from spmkit.registry import MIXERS
-
-
-def relative_position_index(h: int, w: int, device=None) -> torch.Tensor:
-    """``[h*w, h*w]`` index into a ``(2h-1)(2w-1)`` table, row-major, as in Swin / LIT."""
-    coords = torch.stack(
-        torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
-    ).flatten(1)  # [2, h*w]
-    rel = coords[:, :, None] - coords[:, None, :]  # [2, hw, hw]
-    return (rel[0] + h - 1) * (2 * w - 1) + (rel[1] + w - 1)
 
 
 def resize_bias_table(table: torch.Tensor, src: tuple[int, int], dst: tuple[int, int]) -> torch.Tensor:
@@ -88,7 +80,7 @@ class GlobalAttention(nn.Module):
             return None
         h, w = hw
         table = resize_bias_table(table, self.feat_size, (h, w))
-        bias = table[relative_position_index(h, w, table.device)].permute(2, 0, 1)  # [heads, hw, hw]
+        bias = table[cached_relative_position_index(h, w, table.device)].permute(2, 0, 1)  # [heads, hw, hw]
         p = self.num_prefix_tokens
         if p:
             bias = F.pad(bias, (p, 0, p, 0))

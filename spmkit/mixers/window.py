@@ -8,16 +8,8 @@ from timm.layers import trunc_normal_
 from torch import nn
 
 from spmkit.layers.pad import pad_nhwc_to_multiple
+from spmkit.layers.rel_pos import cached_relative_position_index
 from spmkit.registry import MIXERS
-
-
-def relative_position_index(win_h: int, win_w: int, device=None) -> torch.Tensor:
-    """``(Wh*Ww, Wh*Ww)`` index into the ``(2Wh-1)(2Ww-1)`` bias table, as in Swin."""
-    coords = torch.stack(
-        torch.meshgrid(torch.arange(win_h, device=device), torch.arange(win_w, device=device), indexing="ij")
-    ).flatten(1)
-    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
-    return (rel[..., 0] + win_h - 1) * (2 * win_w - 1) + (rel[..., 1] + win_w - 1)
 
 
 def window_partition(x: torch.Tensor, win: tuple[int, int]) -> torch.Tensor:
@@ -96,9 +88,6 @@ class WindowAttention(nn.Module):
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros((2 * win[0] - 1) * (2 * win[1] - 1), num_heads, **dd)
         )
-        # the index is derived, not a buffer: a buffer made at construction is garbage after a
-        # meta-device build + to_empty(); computed on first use per device instead
-        self._index_cache: dict[str, torch.Tensor] = {}
         self._mask_cache: dict[tuple, torch.Tensor] = {}
         self.init_weights()
 
@@ -107,14 +96,6 @@ class WindowAttention(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         return {"relative_position_bias_table"}
-
-    def _relative_position_index(self, device: torch.device) -> torch.Tensor:
-        index = self._index_cache.get(str(device))
-        if index is None:
-            with torch.inference_mode(False):  # a normal tensor, so a later training step can save it
-                index = relative_position_index(*self.window_size, device=device)
-            self._index_cache = {str(device): index}
-        return index
 
     def _mask(self, Hp: int, Wp: int, device: torch.device) -> torch.Tensor:
         key = (Hp, Wp, str(device))
@@ -138,7 +119,7 @@ class WindowAttention(nn.Module):
         # [B*nW, n, 3*C] -> 3 x [B, nW, heads, n, d]
         qkv = self.qkv(windows).view(B, nw, n, 3, self.num_heads, -1).permute(3, 0, 1, 4, 2, 5)
         q, k, v = qkv.unbind(0)
-        bias = self.relative_position_bias_table[self._relative_position_index(x.device).view(-1)]
+        bias = self.relative_position_bias_table[cached_relative_position_index(*win, x.device).view(-1)]
         bias = bias.view(n, n, self.num_heads).permute(2, 0, 1).to(q.dtype)  # [heads, n, n]
         q, k, v = (t.reshape(B * nw, self.num_heads, n, -1) for t in (q, k, v))  # views, no copy
         if any(shift):
