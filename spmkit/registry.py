@@ -17,7 +17,7 @@ import importlib
 import pkgutil
 from typing import Callable, Generic, Iterator, TypeVar
 
-from spmkit.errors import SpmkitError
+from spmkit.errors import SpmkitError, shorten
 
 T = TypeVar("T")
 
@@ -27,9 +27,9 @@ class UnknownComponentError(SpmkitError, KeyError):
 
     def __init__(self, kind: str, name: str, known: list[str]) -> None:
         self.kind, self.name, self.known = kind, name, known
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(str(name)[:100], known, n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        msg = f"unknown {kind} {name!r}.{hint} Registered {kind} types: {', '.join(known) or '(none)'}."
+        msg = f"unknown {kind} {shorten(name)}.{hint} Registered {kind} types: {', '.join(known) or '(none)'}."
         super().__init__(msg)
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message

@@ -11,7 +11,7 @@ from typing import Any
 
 from spmkit.blueprint.params import accepts, user_parameter_names, validate_params
 from spmkit.blueprint.schema import Blueprint, ComponentSpec, MixerSpec, StageSpec
-from spmkit.errors import FieldIssue
+from spmkit.errors import FieldIssue, shorten
 from spmkit.registry import ACTS, BLOCKS, COMPONENT_REGISTRIES, MIXERS, UnknownComponentError, load_components
 
 
@@ -82,10 +82,11 @@ def _names(cls: Any) -> list[str]:
 
 
 def _extra_message(key: str, fields: list[str], params: set[str]) -> str:
-    close = difflib.get_close_matches(key, fields + sorted(params), n=2, cutoff=0.5)
+    close = difflib.get_close_matches(key[:100], fields + sorted(params), n=2, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     takes = f" The mixers/blocks here take: {', '.join(sorted(params))}." if params else ""
-    return f"unknown field {key!r}: not a field here, and no mixer or block of this stage takes it.{hint}{takes}"
+    return (f"unknown field {shorten(key)}: not a field here, and no mixer or block of this stage takes it."
+            f"{hint}{takes}")
 
 
 def check_components(bp: Blueprint) -> list[FieldIssue]:

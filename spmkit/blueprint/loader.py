@@ -15,14 +15,17 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
 from pydantic import ValidationError
 
 from spmkit.blueprint.schema import Blueprint
-from spmkit.errors import BlueprintError, FieldIssue
+from spmkit.errors import BlueprintError, FieldIssue, shorten
 from spmkit.overrides import split_override
+from spmkit.safe_yaml import YamlInputError, read_yaml_file
 
 _PREFIX = "spmkit_"
+#: the longest ``extends`` chain and the most parts of a dotted key (``stages.2.mixer.window_size``)
+MAX_EXTENDS = 16
+MAX_KEY_PARTS = 16
 
 
 def builtin_dir() -> Path:
@@ -54,7 +57,7 @@ def resolve_source(src: str | os.PathLike) -> Path:
             return builtins[candidate]
     if path.suffix or len(path.parts) > 1:
         raise BlueprintError(name, [FieldIssue("", "no such blueprint file")])
-    close = difflib.get_close_matches(name.removeprefix(_PREFIX), list(builtins), n=3, cutoff=0.5)
+    close = difflib.get_close_matches(name.removeprefix(_PREFIX)[:100], list(builtins), n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise BlueprintError(
         name,
@@ -65,13 +68,10 @@ def resolve_source(src: str | os.PathLike) -> Path:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise BlueprintError(path, [FieldIssue("", f"not valid YAML: {where}{getattr(err, 'problem', err)}")]) from None
-    except OSError as err:
-        raise BlueprintError(path, [FieldIssue("", f"cannot read the file: {err.strerror}")]) from None
+        data = read_yaml_file(path)
+    except YamlInputError as err:
+        detail = str(err).removeprefix(f"{path}: ")
+        raise BlueprintError(path, [FieldIssue("", detail)]) from None
     if not isinstance(data, dict):
         raise BlueprintError(path, [FieldIssue("", "a blueprint must be a YAML mapping (key: value lines)")])
     return data
@@ -102,13 +102,16 @@ def parse_override(text: str) -> tuple[str, Any]:
 def set_dotted(data: dict[str, Any], key: str, value: Any, source: str) -> None:
     """Set ``a.b.0.c`` in nested dicts/lists; list indices must exist, mapping keys may be new."""
     parts = key.split(".")
+    if len(parts) > MAX_KEY_PARTS:
+        raise BlueprintError(source, [FieldIssue(shorten(key, 200, quote=False),
+                                                 f"a dotted key has at most {MAX_KEY_PARTS} parts")])
     node: Any = data
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
         where = ".".join(parts[: depth + 1])
         if isinstance(node, list):
             if not part.lstrip("-").isdigit():
-                raise BlueprintError(source, [FieldIssue(where, f"{part!r} is not a list index")])
+                raise BlueprintError(source, [FieldIssue(where, f"{shorten(part)} is not a list index")])
             idx = int(part)
             if not -len(node) <= idx < len(node):
                 raise BlueprintError(
@@ -131,7 +134,7 @@ def set_dotted(data: dict[str, Any], key: str, value: Any, source: str) -> None:
                 node = node[part]
         else:
             parent = ".".join(parts[:depth])
-            raise BlueprintError(source, [FieldIssue(parent, f"is {node!r}, which has no field {part!r}")])
+            raise BlueprintError(source, [FieldIssue(parent, f"is {shorten(node)}, which has no field {shorten(part)}")])
 
 
 def read_raw(src: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any], Path]:
@@ -139,12 +142,15 @@ def read_raw(src: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> tuple[dict
     path = resolve_source(src).resolve()
     if path in _seen:
         chain = " -> ".join(p.name for p in (*_seen, path))
-        raise BlueprintError(path, [FieldIssue("extends", f"circular extends: {chain}")])
+        raise BlueprintError(path, [FieldIssue("extends", f"circular extends: {shorten(chain, 300, quote=False)}")])
+    if len(_seen) >= MAX_EXTENDS:
+        raise BlueprintError(_seen[0], [FieldIssue("extends", f"the extends chain is longer than {MAX_EXTENDS} "
+                                                              f"files (stopped at {path.name})")])
     data = _read_yaml(path)
     parent = data.pop("extends", None)
     dotted = {k: data.pop(k) for k in [k for k in data if isinstance(k, str) and "." in k]}
     if parent is not None:
-        if not isinstance(parent, str):
+        if not isinstance(parent, str) or not parent or "\0" in parent:
             raise BlueprintError(path, [FieldIssue("extends", "must be a blueprint name or a relative path")])
         rel = path.parent / parent
         base_src: str | Path = rel if rel.is_file() else parent
@@ -163,8 +169,7 @@ def pydantic_issues(err: ValidationError) -> list[FieldIssue]:
         if e["type"] == "missing":
             msg = "required field is missing"
         elif "input" in e and e["type"] not in ("missing",):
-            shown = repr(e["input"])
-            msg = f"{msg} (got {shown[:60]})"
+            msg = f"{msg} (got {shorten(e['input'], 80)})"
         issues.append(FieldIssue(loc, msg))
     # union types repeat one problem per member; keep the first per path
     seen, out = set(), []

@@ -75,7 +75,7 @@ def user_parameter_names(kind: str, obj: Any) -> list[str]:
 
 def validate_params(kind: str, name: str, params: dict[str, Any], path: str) -> tuple[dict[str, Any], list]:
     """Check ``params`` against component ``name`` of ``kind``; returns (coerced params, [FieldIssue])."""
-    from spmkit.errors import FieldIssue
+    from spmkit.errors import FieldIssue, shorten
 
     registry = COMPONENT_REGISTRIES[kind]
     obj = registry.get(name)
@@ -89,18 +89,18 @@ def validate_params(kind: str, name: str, params: dict[str, Any], path: str) -> 
             key = ".".join(str(p) for p in e["loc"])
             field = str(e["loc"][0]) if e["loc"] else ""
             if e["type"] == "extra_forbidden":
-                close = difflib.get_close_matches(field, allowed, n=2, cutoff=0.5)
+                close = difflib.get_close_matches(field[:100], allowed, n=2, cutoff=0.5)
                 hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
                 context = sorted(CONTEXT_ARGS[kind] & set(constructor_parameters(obj)))
                 ctx = f" ({', '.join(context)} come from the stage, not the spec.)" if field in context else ""
                 msg = (
-                    f"unknown parameter {field!r} for {kind} {name!r}.{hint}{ctx} "
+                    f"unknown parameter {shorten(field)} for {kind} {name!r}.{hint}{ctx} "
                     f"Allowed: {', '.join(allowed) or '(none)'}."
                 )
             elif e["type"] == "missing":
                 msg = f"{kind} {name!r} needs parameter {field!r}"
             else:
-                msg = f"{e['msg']} (got {e.get('input')!r})"
+                msg = f"{e['msg']} (got {shorten(e.get('input'), 80)})"
             issues.append(FieldIssue(f"{path}.{key}" if key else path, msg))
         return params, issues
     # keep only what the user set (defaults stay the constructor's), coerced to the declared types

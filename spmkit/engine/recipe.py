@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Sequence, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from spmkit.errors import SpmkitError
+from spmkit.errors import SHOWN_ISSUES, SpmkitError, shorten
 from spmkit.overrides import split_override
+from spmkit.safe_yaml import YamlInputError, read_yaml_file
 
 
 class RecipeError(SpmkitError):
@@ -87,11 +87,13 @@ R = TypeVar("R", bound=TrainRecipe)
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
+    if len(parts) > 8:
+        raise RecipeError(f"--set {shorten(key, 200, quote=False)}: a recipe key has at most 8 dotted parts.")
     node = tree
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise RecipeError(f"--set {key}: {part!r} is not a mapping in the recipe.")
+            raise RecipeError(f"--set {shorten(key, 200, quote=False)}: {shorten(part)} is not a mapping in the recipe.")
     node[parts[-1]] = value
 
 
@@ -112,13 +114,13 @@ def load_recipe(cls: type[R], path: str | Path | None = None, overrides: Sequenc
 
             builtin = list_recipes()
             if str(path) not in builtin:
-                raise RecipeError(f"recipe {path} is neither a file nor a builtin recipe "
+                raise RecipeError(f"recipe {shorten(str(path), 300, quote=False)} is neither a file nor a builtin recipe "
                                   f"({', '.join(builtin)}).")
             p = builtin[str(path)]
         try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise RecipeError(f"recipe file {p} is not valid YAML: {e}") from None
+            loaded = read_yaml_file(p) or {}
+        except YamlInputError as e:
+            raise RecipeError(f"recipe file {e}") from None
         if not isinstance(loaded, dict):
             raise RecipeError(f"recipe file {p} must hold a mapping of recipe fields.")
         data.update(loaded)
@@ -126,23 +128,25 @@ def load_recipe(cls: type[R], path: str | Path | None = None, overrides: Sequenc
         try:
             key, value = split_override(item, empty=None)
         except ValueError:
-            raise RecipeError(f"--set {item!r}: expected KEY=VALUE, e.g. --set lr=1e-3.") from None
+            raise RecipeError(f"--set {shorten(item)}: expected KEY=VALUE, e.g. --set lr=1e-3.") from None
         _set_dotted(data, key, value)
     if overrides:
-        source = f"{source} with --set {' '.join(overrides)}"
+        source = f"{source} with --set {shorten(' '.join(overrides), 300, quote=False)}"
     try:
         return cls.model_validate(data)
     except ValidationError as e:
         import difflib
 
         lines = [f"{source}: invalid {cls.__name__} ({e.error_count()} problem{'s' if e.error_count() != 1 else ''})"]
-        for err in e.errors():
-            loc = ".".join(str(x) for x in err["loc"]) or "<root>"
+        for err in e.errors()[:SHOWN_ISSUES]:
+            loc = shorten(".".join(str(x) for x in err["loc"]) or "<root>", 200, quote=False)
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
-                close = difflib.get_close_matches(str(err["loc"][-1]), list(cls.model_fields), n=2, cutoff=0.5)
+                close = difflib.get_close_matches(str(err["loc"][-1])[:100], list(cls.model_fields), n=2, cutoff=0.5)
                 msg = "unknown recipe field" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else "")
             elif "input" in err and err["type"] != "missing":
-                msg = f"{msg} (got {err['input']!r})"
+                msg = f"{msg} (got {shorten(err['input'], 80)})"
             lines.append(f"  - {loc}: {msg}")
+        if e.error_count() > SHOWN_ISSUES:
+            lines.append(f"  - ... and {e.error_count() - SHOWN_ISSUES} more")
         raise RecipeError("\n".join(lines)) from None
