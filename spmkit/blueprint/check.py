@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from spmkit.blueprint.params import accepts, user_parameter_names, validate_params
+from spmkit.blueprint.params import accepts, user_parameter_names, validate_params, validate_value
 from spmkit.blueprint.schema import Blueprint, ComponentSpec, MixerSpec, StageSpec
 from spmkit.errors import FieldIssue, shorten
 from spmkit.registry import ACTS, BLOCKS, COMPONENT_REGISTRIES, MIXERS, UnknownComponentError, load_components
@@ -74,6 +74,26 @@ def _check_extras(bp: Blueprint, issues: list[FieldIssue]) -> None:
             if not any(accepts(c, key) for c in every):
                 names = {n for c in classes_per_stage[i] for n in _names(c)}
                 issues.append(FieldIssue(f"stages.{i}.{key}", _extra_message(key, stage_fields, names)))
+    if issues:
+        return
+    # the value of an extra must suit every component of the stage that takes it (and is coerced to its type)
+    seen: set[str] = set()
+    for i, stage in enumerate(bp.stages):
+        for key, value in bp.stage_extras(i).items():
+            path = f"stages.{i}.{key}" if key in stage.extras else key
+            for cls in classes_per_stage[i]:
+                if not accepts(cls, key):
+                    continue
+                kind = "block" if cls in BLOCKS._items.values() else "mixer"
+                coerced, problem = validate_value(kind, cls, key, value)
+                if problem is not None:
+                    if path not in seen:
+                        seen.add(path)
+                        issues.append(FieldIssue(path, problem))
+                    break
+                owner = stage.__pydantic_extra__ if key in stage.extras else bp.__pydantic_extra__
+                if owner is not None:
+                    owner[key] = coerced
 
 
 def _names(cls: Any) -> list[str]:

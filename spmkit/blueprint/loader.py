@@ -161,10 +161,18 @@ def read_raw(src: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> tuple[dict
     return data, path
 
 
+_TYPE_TAGS = ("function-", "list[", "tuple[", "constrained-", "nullable[", "union[", "MixerSpec")
+
+
+def _is_type_tag(part: Any) -> bool:
+    """Union members and validators that pydantic puts in error locations (not field names)."""
+    return isinstance(part, str) and (part.startswith(_TYPE_TAGS) or part in ("int", "float", "str", "bool"))
+
+
 def pydantic_issues(err: ValidationError) -> list[FieldIssue]:
     issues = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("function-", "list[", "MixerSpec")))
+        loc = ".".join(str(p) for p in e["loc"] if not _is_type_tag(p))
         msg = e["msg"]
         if e["type"] == "missing":
             msg = "required field is missing"

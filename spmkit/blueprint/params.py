@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from spmkit.registry import COMPONENT_REGISTRIES
+from spmkit.value_types import parameter_type
 
 #: Arguments the builder supplies (see docs/extending.md); never set in a blueprint.
 CONTEXT_ARGS: dict[str, frozenset[str]] = {
@@ -60,12 +61,12 @@ def param_model(kind: str, obj: Any) -> type[BaseModel]:
     for name, p in constructor_parameters(obj).items():
         if name in skip:
             continue
-        annotation = hints.get(name, Any)
         default = ... if p.default is inspect.Parameter.empty else p.default
+        annotation = parameter_type(hints.get(name, Any), name, default)
         fields[name] = (annotation, default)
     label = getattr(obj, "__name__", str(obj))
     return create_model(  # type: ignore[call-overload]
-        f"{kind}:{label}", __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True), **fields
+        f"{kind}:{label}", __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False), **fields
     )
 
 
@@ -105,3 +106,22 @@ def validate_params(kind: str, name: str, params: dict[str, Any], path: str) -> 
         return params, issues
     # keep only what the user set (defaults stay the constructor's), coerced to the declared types
     return {k: getattr(validated, k) for k in params}, []
+
+
+def validate_value(kind: str, obj: Any, name: str, value: Any) -> tuple[Any, str | None]:
+    """One parameter ``name`` of component ``obj`` (e.g. an extra such as ``window_size``): (the coerced
+    value, None), or (value, what is wrong)."""
+    from spmkit.errors import shorten
+
+    model = param_model(kind, obj)
+    if name not in model.model_fields:
+        return value, None
+    try:
+        validated = model.model_validate({name: value})
+    except ValidationError as err:
+        for e in err.errors():
+            if e["loc"] and e["loc"][0] == name and e["type"] != "missing":
+                return value, f"{e['msg']} (got {shorten(e.get('input'), 80)})"
+        return value, None  # only other (required) parameters missing: this value is fine
+    return getattr(validated, name), None
+

@@ -9,7 +9,21 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializerFunctionWrapHandler, field_validator, model_serializer
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SerializerFunctionWrapHandler, field_validator,
+                      model_serializer, model_validator)
+
+from spmkit.value_types import Float, Int
+
+#: size bounds of a blueprint: far above any published backbone, low enough that building one on the meta
+#: device (to count its parameters before allocating them) stays fast
+MAX_STAGES = 16
+MAX_STAGE_DEPTH = 256
+MAX_BLOCKS = 1024
+MAX_DIM = 65536
+MAX_HEADS = 4096
+MAX_MLP_RATIO = 64
+MAX_IMG_SIZE = 16384
+MAX_IN_CHANS = 1024
 
 
 class ComponentSpec(BaseModel):
@@ -60,10 +74,10 @@ class StageSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    depth: int = Field(ge=1, description="number of blocks")
-    dim: int = Field(ge=1, description="channels of the stage")
-    heads: int | None = Field(None, ge=1, description="attention heads (default: top-level heads)")
-    mlp_ratio: float | None = Field(None, gt=0)
+    depth: Int(le=MAX_STAGE_DEPTH) = Field(ge=1, description="number of blocks")
+    dim: Int(le=MAX_DIM) = Field(ge=1, description="channels of the stage")
+    heads: Int(le=MAX_HEADS) | None = Field(None, ge=1, description="attention heads (default: top-level heads)")
+    mlp_ratio: Float(le=MAX_MLP_RATIO) | None = Field(None, gt=0)
     mixer: MixerField = Field(None, description="mixer spec, or a list cycling over the blocks; null: MLP-only")
     block: BlockSpec | None = None
     merging: MergingSpec | None = Field(None, description="layer entering this stage; null: none")
@@ -94,28 +108,30 @@ class Blueprint(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$", max_length=200)
     description: str = ""
-    img_size: int | tuple[int, int] = Field(224, description="declared input size; constraints are checked at it")
-    in_chans: int = Field(3, ge=1)
+    img_size: Int(ge=1, le=MAX_IMG_SIZE) | tuple[Int(ge=1, le=MAX_IMG_SIZE), Int(ge=1, le=MAX_IMG_SIZE)] = Field(
+        224, description="declared input size; constraints are checked at it")
+    in_chans: Int(le=MAX_IN_CHANS) = Field(3, ge=1)
     stem: StemSpec
-    stages: list[StageSpec] = Field(min_length=1)
+    stages: list[StageSpec] = Field(min_length=1, max_length=MAX_STAGES)
     mixer: MixerField = Field(description="default mixer of every stage (null: MLP-only blocks)")
     block: BlockSpec = BlockSpec(type="transformer")
     merging: MergingSpec | None = Field(None, description="default merging entering stages 2..n")
     pos_embed: PosEmbedSpec | None = None
-    heads: int | None = Field(None, ge=1)
-    mlp_ratio: float = Field(4.0, gt=0)
+    heads: Int(le=MAX_HEADS) | None = Field(None, ge=1)
+    mlp_ratio: Float(le=MAX_MLP_RATIO) = Field(4.0, gt=0)
     norm: NormSpec = NormSpec(type="layernorm")
     act: str = "gelu"
     conv_init: Literal["default", "fan_out"] = Field(
         "default", description="fan_out: N(0, sqrt(2/fan_out)) for every conv (PVT v2)"
     )
-    drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0, description="linear over all blocks, 0 at the first")
+    drop_path_rate: Float() = Field(0.0, ge=0.0, lt=1.0, description="linear over all blocks, 0 at the first")
     final_norm: bool = Field(True, description="norm after the last stage")
     stage_norm: bool = Field(False, description="norm at the end of every stage (PVT v2)")
     head: HeadSpec = HeadSpec()
-    out_indices: list[int] | None = Field(None, description="stages returned as features (default: all)")
+    out_indices: list[Int(ge=-MAX_STAGES, le=MAX_STAGES)] | None = Field(
+        None, description="stages returned as features (default: all)")
     reference: dict[str, Any] = Field(default_factory=dict, description="metadata: official params, timm name, ...")
 
     _source: str | None = PrivateAttr(None)
@@ -127,6 +143,13 @@ class Blueprint(BaseModel):
         if min(sizes) < 1:
             raise ValueError("img_size must be positive")
         return v
+
+    @model_validator(mode="after")
+    def _bounded_blocks(self) -> "Blueprint":
+        total = sum(s.depth for s in self.stages)
+        if total > MAX_BLOCKS:
+            raise ValueError(f"the stages have {total} blocks in all; at most {MAX_BLOCKS} are supported")
+        return self
 
     @property
     def extras(self) -> dict[str, Any]:
