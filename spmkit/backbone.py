@@ -111,7 +111,8 @@ class Backbone(nn.Module):
             architecture=f"spmkit_{blueprint.name}",
         )
         self.default_cfg = self.pretrained_cfg
-        self.init_weights()
+        if not any(p.is_meta for p in self.parameters()):  # meta tensors hold no values to initialise
+            self.init_weights()
 
     # ----------------------------------------------------------------------------- initialisation
     def init_weights(self) -> None:

@@ -63,8 +63,14 @@ def _mixers(value: Any) -> list[MixerSpec]:
 
 
 def build_model(bp: Blueprint, *, device: Any = None, dtype: torch.dtype | None = None) -> Backbone:
-    """Assemble a validated blueprint into a ``Backbone``; ``device="meta"`` allocates nothing."""
+    """Assemble a validated blueprint into a ``Backbone``; ``device="meta"`` allocates nothing. On any
+    other device the model is first counted on ``meta`` and refused (``ResourceError``, with the estimate)
+    when it would not fit in the device's memory."""
     load_components()
+    if torch.device(device if device is not None else "cpu").type != "meta":
+        from spmkit.sizing import check_fits
+
+        check_fits(bp, device, dtype)
     b = _Build(bp, device, dtype)
     norm_spec = bp.norm
     norm_layer = functools.partial(COMPONENT_REGISTRIES["norm"].get(norm_spec.type), **norm_spec.params)

@@ -17,12 +17,12 @@ from spmkit.value_types import Float, Int
 #: size bounds of a blueprint: far above any published backbone, low enough that building one on the meta
 #: device (to count its parameters before allocating them) stays fast
 MAX_STAGES = 16
-MAX_STAGE_DEPTH = 256
-MAX_BLOCKS = 1024
+MAX_STAGE_DEPTH = 128
+MAX_BLOCKS = 256
 MAX_DIM = 65536
 MAX_HEADS = 4096
 MAX_MLP_RATIO = 64
-MAX_IMG_SIZE = 16384
+MAX_IMG_SIZE = 4096
 MAX_IN_CHANS = 1024
 
 
