@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 
 import typer
 
@@ -29,4 +30,13 @@ _register_commands()
 
 
 def main() -> None:
-    app()
+    """Run the app; any exception a command lets through becomes one paragraph and exit code 2 (the user's
+    input) or 1 (a bug), as in ``spmkit.cli.errors``. Usage errors are click's: exit 2."""
+    from spmkit.cli.errors import handle
+
+    try:
+        app()
+    except SystemExit:
+        raise
+    except BaseException as err:  # noqa: BLE001 (the top-level error boundary)
+        sys.exit(handle(err))

@@ -11,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Sequence, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from spmkit.errors import SHOWN_ISSUES, SpmkitError, shorten
 from spmkit.overrides import split_override
 from spmkit.safe_yaml import YamlInputError, read_yaml_file
+from spmkit.value_types import check_number
 
 
 class RecipeError(SpmkitError):
@@ -25,20 +26,20 @@ class RecipeError(SpmkitError):
 class TrainRecipe(BaseModel):
     """Fields every task's recipe has. Defaults follow the PVT/DeiT ImageNet recipe."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     # schedule length and batch
-    epochs: int = Field(300, ge=1)
-    batch_size: int = Field(128, ge=1, description="images per process per step")
-    accum_steps: int = Field(1, ge=1, description="gradient accumulation: optimizer steps every N batches")
-    workers: int | None = Field(None, ge=0, description="data-loader workers per process; None -> "
+    epochs: int = Field(300, ge=1, le=10**6)
+    batch_size: int = Field(128, ge=1, le=65536, description="images per process per step")
+    accum_steps: int = Field(1, ge=1, le=65536, description="gradient accumulation: optimizer steps every N batches")
+    workers: int | None = Field(None, ge=0, le=256, description="data-loader workers per process; None -> "
                                 "min(8, CPU cores / processes on this node)")
     seed: int = 42
     # optimizer (timm.optim.create_optimizer_v2)
     opt: str = "adamw"
     lr: float | None = Field(None, gt=0, description="absolute lr; None -> lr_base * global_batch / lr_base_size")
     lr_base: float = Field(5e-4, gt=0)
-    lr_base_size: int = Field(512, ge=1)
+    lr_base_size: int = Field(512, ge=1, le=2**20)
     weight_decay: float = Field(0.05, ge=0)
     momentum: float = 0.9
     opt_eps: float | None = 1e-8
@@ -67,6 +68,13 @@ class TrainRecipe(BaseModel):
     eval_every_epochs: int = Field(1, ge=1)
     log_every_steps: int = Field(20, ge=1)
     init: str | None = Field(None, description="weights to start from: an spmkit or timm checkpoint")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """Every recipe (subclasses included): a bool is not a number, and numbers are finite."""
+        field = cls.model_fields.get(info.field_name or "")
+        return check_number(value, field.annotation) if field is not None else value
 
     def resolved_workers(self) -> int:
         """``workers``, or min(8, CPU cores / processes on this node) when unset."""

@@ -23,8 +23,8 @@ log = logging.getLogger("spmkit.tasks.classification")
 class ClassificationRecipe(TrainRecipe):
     """PVT / DeiT ImageNet recipe (300 epochs, AdamW 5e-4 x batch/512, wd 0.05, cosine, 5 warm-up epochs)."""
 
-    num_classes: int | None = Field(None, ge=1, description="None -> the number of class folders in train/")
-    img_size: int | None = Field(None, ge=8, description="None -> the model's input size")
+    num_classes: int | None = Field(None, ge=1, le=2**20, description="None -> the number of class folders in train/")
+    img_size: int | None = Field(None, ge=8, le=4096, description="None -> the model's input size")
     smoothing: float = Field(0.1, ge=0, lt=1)
     mixup: float = Field(0.8, ge=0)
     cutmix: float = Field(1.0, ge=0)

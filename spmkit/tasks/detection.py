@@ -38,18 +38,18 @@ class DetectionRecipe(TrainRecipe):
     warmup_iters: int = Field(500, ge=0, description="linear warm-up over this many optimizer steps (mmdet)")
     warmup_lr: float = 1e-7
     min_lr: float = 0.0
-    min_size: int = Field(800, ge=32, description="shorter image side after resizing (torchvision's transform)")
-    max_size: int = Field(1333, ge=32, description="cap on the longer side")
+    min_size: int = Field(800, ge=32, le=8192, description="shorter image side after resizing (torchvision's transform)")
+    max_size: int = Field(1333, ge=32, le=8192, description="cap on the longer side")
     flip_prob: float = Field(0.5, ge=0, le=1)
-    fpn_channels: int = Field(256, ge=8, description="FPN, RPN and RetinaNet head width")
-    box_head_dim: int = Field(1024, ge=8, description="Mask R-CNN box head (two FC layers) width")
-    mask_head_dim: int = Field(256, ge=8, description="Mask R-CNN mask head (four 3x3 convs) width")
+    fpn_channels: int = Field(256, ge=8, le=8192, description="FPN, RPN and RetinaNet head width")
+    box_head_dim: int = Field(1024, ge=8, le=16384, description="Mask R-CNN box head (two FC layers) width")
+    mask_head_dim: int = Field(256, ge=8, le=8192, description="Mask R-CNN mask head (four 3x3 convs) width")
     detector_kwargs: dict[str, int | float | bool] = Field(
         default_factory=dict,
         description="more torchvision constructor arguments, e.g. rpn_post_nms_top_n_train, box_batch_size_per_image",
     )
     score_threshold: float = Field(0.05, ge=0, le=1, description="detections below this score are dropped")
-    detections_per_img: int = Field(100, ge=1)
+    detections_per_img: int = Field(100, ge=1, le=10000)
 
 
 class DetectionRecipeError(SpmkitError):

@@ -33,6 +33,7 @@ from spmkit.tasks.dense_common import (
     iteration_epoch_length,
     mean_std,
 )
+from spmkit.value_types import Float, Int
 
 
 class SegmentationRecipe(TrainRecipe):
@@ -59,16 +60,16 @@ class SegmentationRecipe(TrainRecipe):
     decay_rate: float = Field(0.9, description="the poly schedule's power")
     warmup_epochs: float = Field(0, ge=0)
     min_lr: float = 0.0
-    num_classes: int | None = Field(None, ge=1, description="None -> objectInfo150.txt's count, else 150")
-    scale: tuple[int, int] = (2048, 512)
-    ratio_range: tuple[float, float] = (0.5, 2.0)
-    crop_size: tuple[int, int] = (512, 512)
+    num_classes: int | None = Field(None, ge=1, le=2**20, description="None -> objectInfo150.txt's count, else 150")
+    scale: tuple[Int(ge=1, le=8192), Int(ge=1, le=8192)] = (2048, 512)
+    ratio_range: tuple[Float(gt=0, le=16), Float(gt=0, le=16)] = (0.5, 2.0)
+    crop_size: tuple[Int(ge=1, le=8192), Int(ge=1, le=8192)] = (512, 512)
     cat_max_ratio: float = Field(0.75, gt=0, le=1)
     flip_prob: float = Field(0.5, ge=0, le=1)
     inference: Literal["whole", "slide"] = "whole"
-    slide_stride: tuple[int, int] = (341, 341)
-    fpn_channels: int = Field(256, ge=8, description="Semantic FPN: FPN width")
-    head_channels: int = Field(128, ge=8, description="Semantic FPN: 128; UperNet: use 512")
+    slide_stride: tuple[Int(ge=1, le=8192), Int(ge=1, le=8192)] = (341, 341)
+    fpn_channels: int = Field(256, ge=8, le=8192, description="Semantic FPN: FPN width")
+    head_channels: int = Field(128, ge=8, le=8192, description="Semantic FPN: 128; UperNet: use 512")
     dropout: float = Field(0.1, ge=0, lt=1)
 
 
