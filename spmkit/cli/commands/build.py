@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from spmkit.cli.errors import user_errors
+from spmkit.blueprint.schema import MAX_IMG_SIZE
 from spmkit.cli.options import BlueprintArg, JsonOption, SetOption
 
 
@@ -21,7 +22,8 @@ def build(
     blueprint: BlueprintArg,
     set_: SetOption = None,
     input_size: Annotated[
-        Optional[int], typer.Option("--input-size", help="Square input size for MACs (default: the blueprint's).")
+        Optional[int], typer.Option("--input-size", min=1, max=MAX_IMG_SIZE,
+                                    help="Square input size for MACs (default: the blueprint's).")
     ] = None,
     json_: JsonOption = False,
 ) -> None:

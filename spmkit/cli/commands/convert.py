@@ -18,12 +18,17 @@ def convert(
     family: Annotated[Optional[str], typer.Option(help="swin or pvt_v2 (detected when omitted).")] = None,
     strict: Annotated[bool, typer.Option(help="Fail unless every parameter is loaded.")] = False,
     set_: SetOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
 ) -> None:
     """Convert timm weights for BLUEPRINT; parts the source lacks (e.g. SPM layers) keep a fresh init."""
+    from pathlib import Path
+
+    from spmkit.cli.paths import check_output_path
     from spmkit.convert import load_timm_weights
     from spmkit.engine_io import save_atomic
     from spmkit.factory import create_model
 
+    check_output_path(output, [checkpoint, blueprint if Path(blueprint).is_file() else None], force)
     model = create_model(blueprint, overrides=set_ or [])
     report = load_timm_weights(model, checkpoint, family=family, strict=strict)
     save_atomic(model.state_dict(), output)

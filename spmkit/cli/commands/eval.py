@@ -30,12 +30,13 @@ def eval_(
     task: Annotated[str, typer.Option("--task", help="task for --blueprint")] = "classification",
     model_set: Annotated[Optional[list[str]], typer.Option("--model-set", help="blueprint override KEY=VALUE")] = None,
     set_: RecipeSetOption = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1)] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=0)] = None,
     devices: Annotated[str, typer.Option("--devices", help="auto, cpu or cuda")] = "auto",
     ema: Annotated[bool, typer.Option("--ema", help="evaluate the checkpoint's EMA weights")] = False,
     json_: JsonOption = False,
 ) -> None:
+    from spmkit.engine.devices import check_devices
     from spmkit.engine.evaluate import evaluate
     from spmkit.tasks.base import ModelSpec
 
@@ -43,6 +44,7 @@ def eval_(
         raise typer.BadParameter("give --checkpoint RUN/best.pt, or --blueprint (with --weights).")
     if weights is not None and blueprint is None:
         raise typer.BadParameter("--weights needs --blueprint.")
+    check_devices(devices)
     result = evaluate(
         data=data, checkpoint=checkpoint, model=ModelSpec(blueprint, tuple(model_set or ())) if blueprint else None,
         weights=weights, task=task, overrides=list(set_ or []), batch_size=batch_size, workers=workers,

@@ -21,14 +21,20 @@ def predict(
     image: Annotated[Path, typer.Argument(help="image file (JPEG, PNG, ...)")],
     checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="spmkit run checkpoint (last.pt / best.pt)")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="PNG to write (default: IMAGE_pred.png here)")] = None,
-    score_threshold: Annotated[float, typer.Option("--score-threshold", help="detection: draw boxes scoring at least this")] = 0.5,
+    score_threshold: Annotated[float, typer.Option("--score-threshold", min=0.0, max=1.0, help="detection: draw boxes scoring at least this")] = 0.5,
     set_: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="recipe override KEY=VALUE, e.g. inference=slide")] = None,
     devices: Annotated[str, typer.Option("--devices", help="auto, cpu or cuda")] = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the output PNG if it exists.")] = False,
     json_: JsonOption = False,
 ) -> None:
+    from spmkit.cli.paths import check_output_path
     from spmkit.dense.predict import predict_image
+    from spmkit.engine.devices import check_devices
+
+    check_devices(devices)
 
     out = output if output is not None else Path(f"{image.stem}_pred.png")
+    check_output_path(out, [image, checkpoint], force)
     result = predict_image(checkpoint, image, out, score_threshold=score_threshold, overrides=list(set_ or []),
                            device=devices)
     if json_:

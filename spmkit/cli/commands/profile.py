@@ -20,6 +20,8 @@ built model: CUDA max_memory_allocated, or on CPU the peak resident set of a fre
 
 
 def _sizes(values: list[str]) -> tuple[tuple[int, int], ...]:
+    from spmkit.blueprint.schema import MAX_IMG_SIZE
+    from spmkit.errors import shorten
     from spmkit.profile.errors import ProfileError
 
     out = []
@@ -27,12 +29,13 @@ def _sizes(values: list[str]) -> tuple[tuple[int, int], ...]:
         for part in value.replace(" ", "").split(","):
             if not part:
                 continue
+            msg = f"input size {shorten(part)}: write 224 or 224x320 (height x width), sides 1 to {MAX_IMG_SIZE}."
             try:
                 hw = [int(v) for v in part.lower().split("x")]
             except ValueError:
-                raise ProfileError(f"input size {part!r}: write 224 or 224x320 (height x width).") from None
-            if len(hw) not in (1, 2) or min(hw) < 1:
-                raise ProfileError(f"input size {part!r}: write 224 or 224x320 (height x width).")
+                raise ProfileError(msg) from None
+            if len(hw) not in (1, 2) or min(hw) < 1 or max(hw) > MAX_IMG_SIZE:
+                raise ProfileError(msg)
             out.append((hw[0], hw[-1]))
     return tuple(out)
 
@@ -92,16 +95,16 @@ def register(app: typer.Typer) -> None:
             "--variant", help="Add, for each blueprint, a variant with these overrides: "
                               "'merging.type=spm;stages.2.depth=4'. Repeatable.")] = None,
         device: Annotated[str, typer.Option(help="cpu or cuda (cuda:N).")] = "cpu",
-        batch_size: Annotated[int, typer.Option(help="Batch for throughput, training step and memory.")] = 8,
+        batch_size: Annotated[int, typer.Option(min=1, max=4096, help="Batch for throughput, training step and memory.")] = 8,
         input_size: Annotated[Optional[list[str]], typer.Option(
             help="Input size(s): 224, 224x320, or 224,384. Default: each entry's own size.")] = None,
         amp: Annotated[Optional[str], typer.Option(help="Autocast dtype: bf16 or fp16.")] = None,
         channels_last: Annotated[bool, typer.Option(help="Model and input in channels-last layout.")] = False,
         compile: Annotated[bool, typer.Option(help="torch.compile each model (warm-up includes compiling).")] = False,
-        threads: Annotated[Optional[int], typer.Option(help="torch.set_num_threads for CPU runs.")] = None,
-        warmup: Annotated[int, typer.Option(help="Untimed calls per entry and measurement.")] = 3,
-        repeats: Annotated[int, typer.Option(help="Timed calls per entry and measurement.")] = 20,
-        max_seconds: Annotated[Optional[float], typer.Option(
+        threads: Annotated[Optional[int], typer.Option(min=1, max=4096, help="torch.set_num_threads for CPU runs.")] = None,
+        warmup: Annotated[int, typer.Option(min=0, max=10000, help="Untimed calls per entry and measurement.")] = 3,
+        repeats: Annotated[int, typer.Option(min=1, max=100000, help="Timed calls per entry and measurement.")] = 20,
+        max_seconds: Annotated[Optional[float], typer.Option(min=0.0, max=86400.0,
             help="Stop repeating a measurement after this many timed seconds (all entries; at least 5 "
                  "rounds). 0: always --repeats.")] = 60.0,
         train: Annotated[bool, typer.Option(help="Time a training step (forward, backward, AdamW).")] = True,

@@ -27,23 +27,24 @@ def train(
     blueprint: Annotated[Optional[str], typer.Option("--blueprint", "-b", help="blueprint name or YAML path; timm:<name> for a timm model")] = None,
     task: Annotated[str, typer.Option("--task", help="classification, or a task another module registers")] = "classification",
     recipe: Annotated[Optional[Path], typer.Option("--recipe", help="recipe YAML (fields of the task's recipe)")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", help="shortcut for --set epochs=N")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="images per process per step")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="shortcut for --set epochs=N")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="images per process per step")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="absolute lr (default: 5e-4 x global batch / 512)")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", help="data-loader workers per process")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="data-loader workers per process")] = None,
     init: Annotated[Optional[str], typer.Option("--init", help="start from these weights (spmkit or timm checkpoint)")] = None,
     detector: Annotated[Optional[str], typer.Option("--detector", help="--task detection: mask_rcnn or retinanet (shortcut for --set detector=...)")] = None,
     set_: RecipeSetOption = None,
     model_set: Annotated[Optional[list[str]], typer.Option("--model-set", help="blueprint override KEY=VALUE (repeatable)")] = None,
     devices: Annotated[str, typer.Option("--devices", help="auto, cpu or cuda")] = "auto",
-    gpus: Annotated[Optional[int], typer.Option("--gpus", help="GPU processes on this node (DDP)")] = None,
-    nproc: Annotated[Optional[int], typer.Option("--nproc", help="processes on this node (with --devices cpu: gloo)")] = None,
-    nodes: Annotated[Optional[int], typer.Option("--nodes", help="number of machines (default: SLURM_NNODES or 1)")] = None,
-    node_rank: Annotated[Optional[int], typer.Option("--node-rank", help="this machine's rank (static rendezvous)")] = None,
+    gpus: Annotated[Optional[int], typer.Option("--gpus", min=1, help="GPU processes on this node (DDP)")] = None,
+    nproc: Annotated[Optional[int], typer.Option("--nproc", min=1, help="processes on this node (with --devices cpu: gloo)")] = None,
+    nodes: Annotated[Optional[int], typer.Option("--nodes", min=1, help="number of machines (default: SLURM_NNODES or 1)")] = None,
+    node_rank: Annotated[Optional[int], typer.Option("--node-rank", min=0, help="this machine's rank (static rendezvous)")] = None,
     rdzv_endpoint: Annotated[Optional[str], typer.Option("--rdzv-endpoint", help="HOST:PORT of the rendezvous (multi-node)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --output from its last.pt")] = False,
     auto_resume: Annotated[bool, typer.Option("--auto-resume", help="continue if --output has last.pt, else start")] = False,
 ) -> None:
+    from spmkit.engine.devices import check_devices
     from spmkit.engine.launch import in_launched_process, launch, plan_launch
 
     if gpus is not None and nproc is not None and gpus != nproc:
@@ -53,6 +54,9 @@ def train(
     if blueprint is None and not (resume or auto_resume):
         raise typer.BadParameter("--blueprint is required (except with --resume).")
     device = "cuda" if gpus is not None and devices == "auto" else devices
+    # one clear message before anything is built or launched (not one traceback per process)
+    check_devices(device, 1 if in_launched_process() else (gpus or nproc or 1),
+                  option="--gpus" if gpus is not None else "--devices")
     overrides = list(set_ or [])
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("workers", workers),
                        ("detector", detector),
