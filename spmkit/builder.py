@@ -35,11 +35,15 @@ class _Build:
         cls = COMPONENT_REGISTRIES[kind].get(name)
         sig = constructor_parameters(cls)
         kwargs = {k: v for k, v in {**context, **self.factory}.items() if k in sig}
+        for k in [k for k, v in kwargs.items() if v is None and sig[k].default is not sig[k].empty]:
+            if not _takes_none(cls, k):
+                del kwargs[k]  # an unset context value (e.g. heads): the constructor's default applies
         for k, v in (extras or {}).items():
             if k in sig and k not in CONTEXT_ARGS[kind]:
                 kwargs[k] = v
         kwargs.update(params)
-        missing = [n for n, p in sig.items() if p.default is p.empty and n not in kwargs]
+        missing = [n for n, p in sig.items()
+                   if p.default is p.empty and (n not in kwargs or (kwargs[n] is None and not _takes_none(cls, n)))]
         if missing:
             what = ", ".join(missing)
             hint = " (set `heads` on the stage or at the top level)" if "num_heads" in missing else ""
@@ -54,6 +58,19 @@ class _Build:
     def fail_if_issues(self) -> None:
         if self.issues:
             raise BlueprintError(self.bp.source or self.bp.name, self.issues)
+
+
+@functools.cache
+def _takes_none(cls: Any, name: str) -> bool:
+    """Whether constructor argument ``name`` of ``cls`` is annotated to accept None (e.g. a block's mixer)."""
+    import typing
+
+    fn = cls.__init__ if isinstance(cls, type) else cls
+    try:
+        hint = typing.get_type_hints(fn).get(name)
+    except Exception:  # unresolvable hints: let the constructor decide
+        return True
+    return hint is None or hint is type(None) or type(None) in typing.get_args(hint)
 
 
 def _mixers(value: Any) -> list[MixerSpec]:

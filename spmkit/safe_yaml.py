@@ -95,8 +95,9 @@ def load_yaml(text: str, source: str) -> Any:
 
     Raises ``YamlInputError`` naming ``source`` for invalid YAML and for documents over the bounds.
     """
-    loader = _BoundedLoader(text)
+    loader = None
     try:
+        loader = _BoundedLoader(text)  # the reader refuses control characters here already
         node = loader.get_single_node()
         if node is None:
             return None
@@ -112,7 +113,8 @@ def load_yaml(text: str, source: str) -> Any:
     except (ValueError, RecursionError) as err:  # e.g. an integer with more digits than Python converts
         raise YamlInputError(f"{source}: a value cannot be read: {shorten(str(err), 200, quote=False)}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_yaml_file(path: str | Path) -> Any:

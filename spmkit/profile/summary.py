@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from spmkit.blueprint import Blueprint
+from spmkit.errors import BlueprintError, FieldIssue, shorten
 from spmkit.profile.flops import count_flops
 
 
@@ -63,12 +64,18 @@ def summarize(bp: Blueprint, input_size: tuple[int, int] | None = None) -> Build
     """Build on the ``meta`` device (no memory) and count parameters and MACs per stage at ``input_size``."""
     from spmkit.builder import build_model
 
-    model = build_model(bp, device="meta")
+    model = build_model(bp, device="meta").eval()
     size = input_size or bp.image_size
-    report = count_flops(model, (1, bp.in_chans, *size), device="meta")
-    x = torch.zeros(1, bp.in_chans, *size, device="meta")
-    with torch.no_grad():
-        feats = model.forward_intermediates(x, intermediates_only=True)
+    try:
+        report = count_flops(model, (1, bp.in_chans, *size), device="meta")
+        x = torch.zeros(1, bp.in_chans, *size, device="meta")
+        with torch.no_grad():
+            feats = model.forward_intermediates(x, intermediates_only=True)
+    except (RuntimeError, ValueError, IndexError) as err:  # shapes only: the input is too small for the model
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BlueprintError(bp.source or bp.name, [FieldIssue(
+            "img_size", f"the model cannot run on a {size[0]}x{size[1]} input: {shorten(first, 300, quote=False)}")]
+        ) from None
     rows = []
     for i, stage in enumerate(model.stages):
         ds = stage.downsample
