@@ -92,7 +92,7 @@ def _check_resume(cfg: TrainConfig, run: RunDir) -> Path | None:
 
 def preflight(cfg: TrainConfig) -> None:
     """The checks a launcher runs once before starting processes, so that bad input gives one message
-    instead of one per process: task name, run folder / resume, recipe, data folder, blueprint."""
+    instead of one per process: task name, run folder / resume, recipe, data folder, blueprint and its size."""
     task_cls: type[Task] = TASKS.get(cfg.task)
     run = RunDir(cfg.output, enabled=False)
     resume_path = _check_resume(cfg, run)
@@ -101,8 +101,9 @@ def preflight(cfg: TrainConfig) -> None:
     task_cls(recipe).data_info(Path(cfg.data))
     if resume_path is None and cfg.model.blueprint and not cfg.model.blueprint.startswith("timm:"):
         import spmkit
+        from spmkit.sizing import check_fits
 
-        spmkit.load_blueprint(cfg.model.blueprint, overrides=list(cfg.model.overrides))
+        check_fits(spmkit.load_blueprint(cfg.model.blueprint, overrides=list(cfg.model.overrides)))
 
 
 def train(cfg: TrainConfig, reporter: Reporter | None = None) -> list[dict[str, Any]]:
