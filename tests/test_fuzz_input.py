@@ -56,7 +56,7 @@ values = st.one_of(
 overrides = st.lists(st.tuples(st.sampled_from(KEYS), values).map(lambda kv: f"{kv[0]}={_render(kv[1])}"),
                      min_size=1, max_size=4)
 
-FUZZ = settings(max_examples=60, deadline=timedelta(seconds=10), derandomize=True,
+FUZZ = settings(max_examples=200, deadline=timedelta(seconds=10), derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
