@@ -247,3 +247,19 @@ def test_internal_errors_exit_1_with_one_paragraph(monkeypatch: pytest.MonkeyPat
     with pytest.raises(SystemExit) as exc:
         main()
     assert exc.value.code == 2  # click's usage errors keep exit 2
+
+
+def test_recipe_settings_timm_refuses_are_recipe_errors() -> None:
+    from spmkit.engine.optim import create_optimizer, create_scheduler
+    from spmkit.engine.recipe import RecipeError, load_recipe
+    from spmkit.tasks.classification import ClassificationRecipe
+
+    model = spmkit.create_model("tiny_pvt", device="meta")
+    for override in ("opt_betas=[2, 0.9]", "opt_eps=-1", "momentum=-1", "seed=100000000000000000000", "min_lr=-1"):
+        with pytest.raises(RecipeError, match=override.split("=")[0]):
+            load_recipe(ClassificationRecipe, None, [override])
+    with pytest.raises(RecipeError, match="optimizer 'nosuch'"):
+        create_optimizer(model, load_recipe(ClassificationRecipe, None, ["opt=nosuch"]), 1e-3)
+    opt = create_optimizer(model, load_recipe(ClassificationRecipe), 1e-3)
+    with pytest.raises(RecipeError, match="schedule 'nosuch'"):
+        create_scheduler(opt, load_recipe(ClassificationRecipe, None, ["sched=nosuch"]), 10)

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from spmkit.engine.recipe import TrainRecipe
+from spmkit.engine.recipe import RecipeError, TrainRecipe
+from spmkit.errors import shorten
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -48,18 +49,26 @@ def create_optimizer(model: nn.Module, recipe: TrainRecipe, lr: float) -> torch.
         kwargs["eps"] = recipe.opt_eps
     if recipe.opt_betas is not None:
         kwargs["betas"] = recipe.opt_betas
-    return create_optimizer_v2(groups, opt=recipe.opt, lr=lr, weight_decay=recipe.weight_decay,
-                               momentum=recipe.momentum, **kwargs)
+    try:
+        return create_optimizer_v2(groups, opt=recipe.opt, lr=lr, weight_decay=recipe.weight_decay,
+                                   momentum=recipe.momentum, **kwargs)
+    except (ValueError, AssertionError, KeyError) as err:  # timm's word for an unknown name or bad setting
+        raise RecipeError(f"recipe: optimizer {shorten(recipe.opt)} cannot be created: "
+                          f"{shorten(str(err) or type(err).__name__, 300, quote=False)}") from None
 
 
 def create_scheduler(optimizer: torch.optim.Optimizer, recipe: TrainRecipe, updates_per_epoch: int):
     """A timm scheduler stepped per optimizer update (``step_update``) and per epoch (``step``)."""
     from timm.scheduler import create_scheduler_v2
 
-    scheduler, _ = create_scheduler_v2(
-        optimizer, sched=recipe.sched, num_epochs=recipe.epochs, decay_milestones=recipe.decay_milestones,
-        decay_rate=recipe.decay_rate, min_lr=recipe.min_lr, warmup_lr=recipe.warmup_lr,
-        warmup_epochs=recipe.warmup_epochs, cooldown_epochs=recipe.cooldown_epochs,
-        step_on_epochs=False, updates_per_epoch=updates_per_epoch,
-    )
+    try:
+        scheduler, _ = create_scheduler_v2(
+            optimizer, sched=recipe.sched, num_epochs=recipe.epochs, decay_milestones=recipe.decay_milestones,
+            decay_rate=recipe.decay_rate, min_lr=recipe.min_lr, warmup_lr=recipe.warmup_lr,
+            warmup_epochs=recipe.warmup_epochs, cooldown_epochs=recipe.cooldown_epochs,
+            step_on_epochs=False, updates_per_epoch=updates_per_epoch,
+        )
+    except (ValueError, AssertionError, KeyError) as err:
+        raise RecipeError(f"recipe: schedule {shorten(recipe.sched)} cannot be created: "
+                          f"{shorten(str(err) or type(err).__name__, 300, quote=False)}") from None
     return scheduler

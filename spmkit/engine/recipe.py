@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from spmkit.errors import SHOWN_ISSUES, SpmkitError, shorten
 from spmkit.overrides import split_override
 from spmkit.safe_yaml import YamlInputError, read_yaml_file
-from spmkit.value_types import check_number
+from spmkit.value_types import Float, check_number
 
 
 class RecipeError(SpmkitError):
@@ -34,23 +34,23 @@ class TrainRecipe(BaseModel):
     accum_steps: int = Field(1, ge=1, le=65536, description="gradient accumulation: optimizer steps every N batches")
     workers: int | None = Field(None, ge=0, le=256, description="data-loader workers per process; None -> "
                                 "min(8, CPU cores / processes on this node)")
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**31 - 1)
     # optimizer (timm.optim.create_optimizer_v2)
     opt: str = "adamw"
     lr: float | None = Field(None, gt=0, description="absolute lr; None -> lr_base * global_batch / lr_base_size")
     lr_base: float = Field(5e-4, gt=0)
     lr_base_size: int = Field(512, ge=1, le=2**20)
     weight_decay: float = Field(0.05, ge=0)
-    momentum: float = 0.9
-    opt_eps: float | None = 1e-8
-    opt_betas: tuple[float, float] | None = None
+    momentum: float = Field(0.9, ge=0, le=1)
+    opt_eps: float | None = Field(1e-8, gt=0, le=1)
+    opt_betas: tuple[Float(ge=0, lt=1), Float(ge=0, lt=1)] | None = None
     clip_grad: float | None = Field(None, gt=0)
     clip_mode: Literal["norm", "value", "agc"] = "norm"
     # scheduler (timm.scheduler.create_scheduler_v2), stepped every optimizer update
     sched: str = "cosine"
     warmup_epochs: float = Field(5, ge=0)
-    warmup_lr: float = 1e-6
-    min_lr: float = 1e-5
+    warmup_lr: float = Field(1e-6, ge=0)
+    min_lr: float = Field(1e-5, ge=0)
     cooldown_epochs: int = Field(0, ge=0)
     decay_milestones: list[int] = Field(default_factory=lambda: [90, 180, 270])
     decay_rate: float = 0.1
@@ -62,7 +62,7 @@ class TrainRecipe(BaseModel):
     grad_checkpointing: bool = False
     # EMA of the weights (timm.utils.ModelEmaV3)
     ema: bool = False
-    ema_decay: float = 0.99996
+    ema_decay: float = Field(0.99996, ge=0, le=1)
     # checkpoints and logging
     ckpt_every_steps: int | None = Field(None, ge=1, description="also write last.pt every N optimizer steps")
     eval_every_epochs: int = Field(1, ge=1)
