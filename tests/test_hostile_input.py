@@ -263,3 +263,14 @@ def test_recipe_settings_timm_refuses_are_recipe_errors() -> None:
     opt = create_optimizer(model, load_recipe(ClassificationRecipe), 1e-3)
     with pytest.raises(RecipeError, match="schedule 'nosuch'"):
         create_scheduler(opt, load_recipe(ClassificationRecipe, None, ["sched=nosuch"]), 10)
+
+
+def test_augmentation_settings_are_checked_with_the_recipe() -> None:
+    from spmkit.engine.recipe import RecipeError, load_recipe
+    from spmkit.tasks.classification import ClassificationRecipe
+
+    for override, needle in [("auto_augment=garbage", "auto_augment"), ("train_interpolation=garbage", "garbage"),
+                             ("scale=[2, 1]", "scale"), ("hflip=7", "hflip"), ("recount=-3", "recount"),
+                             ("crop_pct=-1", "crop_pct")]:
+        with pytest.raises(RecipeError, match=needle):
+            load_recipe(ClassificationRecipe, None, [override])

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from spmkit.data.imagenet import ImageFolderDataset, find_classes
 from spmkit.engine.recipe import TrainRecipe
-from spmkit.errors import DataError
+from spmkit.errors import DataError, shorten
 from spmkit.registry import TASKS
 from spmkit.tasks.base import ModelSpec, Split, Task, unwrap
 
@@ -32,14 +32,32 @@ class ClassificationRecipe(TrainRecipe):
     mixup_switch_prob: float = Field(0.5, ge=0, le=1)
     mixup_mode: Literal["batch", "pair", "elem"] = "batch"
     auto_augment: str | None = "rand-m9-mstd0.5-inc1"
-    color_jitter: float = 0.4
+    color_jitter: float = Field(0.4, ge=0, le=10)
     reprob: float = Field(0.25, ge=0, le=1)
     remode: Literal["const", "rand", "pixel"] = "pixel"
-    recount: int = 1
+    recount: int = Field(1, ge=1, le=100)
     train_interpolation: str = "bicubic"
     scale: tuple[float, float] = (0.08, 1.0)
-    hflip: float = 0.5
-    crop_pct: float | None = None
+    hflip: float = Field(0.5, ge=0, le=1)
+    crop_pct: float | None = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _augmentation_builds(self) -> ClassificationRecipe:
+        """The augmentation settings are timm's: try them once (tiny size) so a typo is a recipe error."""
+        lo, hi = self.scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"scale {tuple(self.scale)}: needs 0 < min <= max <= 1 (fractions of the image area)")
+        from timm.data import create_transform
+
+        try:
+            create_transform(32, is_training=True, scale=self.scale, hflip=self.hflip, color_jitter=self.color_jitter,
+                             auto_augment=self.auto_augment, interpolation=self.train_interpolation,
+                             re_prob=self.reprob, re_mode=self.remode, re_count=self.recount)
+        except Exception as err:  # noqa: BLE001 (timm reports bad names with assert, KeyError or ValueError)
+            detail = str(err).strip().strip("'") or type(err).__name__
+            raise ValueError(f"augmentation settings timm cannot use (auto_augment {shorten(self.auto_augment)}, "
+                             f"train_interpolation {shorten(self.train_interpolation)}): {shorten(detail, 200, quote=False)}") from None
+        return self
 
 
 def build_model(spec: ModelSpec, num_classes: int, img_size: int | None = None) -> nn.Module:
