@@ -123,8 +123,10 @@ def estimate(bp: Any, dtype: torch.dtype | None = None) -> SizeEstimate:
     return SizeEstimate(params, tensor_bytes, int(acts * elem))
 
 
-def check_fits(bp: Any, device: Any = None, dtype: torch.dtype | None = None) -> SizeEstimate | None:
-    """Raise ``ResourceError`` (with the estimate) when ``bp`` cannot be built and run on ``device``."""
+def check_fits(bp: Any, device: Any = None, dtype: torch.dtype | None = None, *, batch: int = 1,
+               input_size: tuple[int, int] | None = None) -> SizeEstimate | None:
+    """Raise ``ResourceError`` (with the estimate) when ``bp`` cannot be built and run on ``device`` for
+    ``batch`` images of ``input_size`` (default: one image at the blueprint's ``img_size``)."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
     if dev.type == "meta":
         return None
@@ -132,13 +134,16 @@ def check_fits(bp: Any, device: Any = None, dtype: torch.dtype | None = None) ->
     if free is None:
         return None
     est = estimate(bp, dtype)
+    h, w = input_size or bp.image_size
+    acts = int(est.activation_bytes * batch * (h * w) / (bp.image_size[0] * bp.image_size[1]))
+    total = est.param_bytes + acts
     budget = int(free * USABLE_FRACTION)
-    if est.total_bytes > budget:
+    if total > budget:
         where = "this machine's available memory" if dev.type == "cpu" else f"the free memory of {dev}"
+        images = f"one {h}x{w} image" if batch == 1 else f"{batch} images of {h}x{w}"
         raise ResourceError(
-            f"{bp.source or bp.name}: the model is too large to build: {est.params:,} parameters "
-            f"({_gib(est.param_bytes)} with buffers) and about {_gib(est.activation_bytes)} of activations for "
-            f"one {bp.image_size[0]}x{bp.image_size[1]} image, {_gib(est.total_bytes)} in all, against "
-            f"{_gib(free)} of {where}. Reduce depth, dim, heads, mlp_ratio or img_size (spmkit build shows "
-            f"the per-stage cost without allocating it).")
+            f"{bp.source or bp.name}: the model is too large to run here: {est.params:,} parameters "
+            f"({_gib(est.param_bytes)} with buffers) and about {_gib(acts)} of activations for {images}, "
+            f"{_gib(total)} in all, against {_gib(free)} of {where}. Reduce the batch, the input size, or "
+            f"depth, dim, heads, mlp_ratio (spmkit build shows the per-stage cost without allocating it).")
     return est

@@ -160,7 +160,7 @@ def test_numeric_options_are_bounded(args: list[str]) -> None:
 def test_resource_bomb_is_refused_with_an_estimate_before_allocating() -> None:
     overrides = [f"stages.{i}.dim=65536" for i in range(4)] + ["stages.0.depth=32"]
     t0 = time.perf_counter()
-    with pytest.raises(SpmkitError, match=r"too large to build: [\d,]+ parameters"):
+    with pytest.raises(SpmkitError, match=r"too large to run here: [\d,]+ parameters"):
         spmkit.create_model("tiny_pvt", overrides=overrides)
     assert time.perf_counter() - t0 < 15
     meta = spmkit.create_model("tiny_pvt", overrides=overrides, device="meta")  # counting stays possible
@@ -274,3 +274,8 @@ def test_augmentation_settings_are_checked_with_the_recipe() -> None:
                              ("crop_pct=-1", "crop_pct")]:
         with pytest.raises(RecipeError, match=needle):
             load_recipe(ClassificationRecipe, None, [override])
+
+
+def test_profile_batch_that_cannot_fit_is_refused_before_building() -> None:
+    res = runner.invoke(app, ["profile", "swin_t", "--batch-size", "4096", "--input-size", "4096", "--repeats", "1"])
+    assert_user_error(res, "4096 images of 4096x4096")

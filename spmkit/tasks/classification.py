@@ -56,7 +56,8 @@ class ClassificationRecipe(TrainRecipe):
         except Exception as err:  # noqa: BLE001 (timm reports bad names with assert, KeyError or ValueError)
             detail = str(err).strip().strip("'") or type(err).__name__
             raise ValueError(f"augmentation settings timm cannot use (auto_augment {shorten(self.auto_augment)}, "
-                             f"train_interpolation {shorten(self.train_interpolation)}): {shorten(detail, 200, quote=False)}") from None
+                             f"train_interpolation {shorten(self.train_interpolation)}): "
+                             f"{shorten(detail, 200, quote=False)}") from None
         return self
 
 

@@ -129,6 +129,7 @@ def register(app: typer.Typer) -> None:
         check_device(device)  # fail fast, before anything is built
         variants = [[kv.strip() for kv in v.split(";") if kv.strip()] for v in (variant or [])]
         resolved = resolve_entries(entries, tuple(overrides or ()), variants)
+        _check_sizes(resolved, device, batch_size, _sizes(input_size or []))
         config = ProfileConfig(device=device, batch_size=batch_size, input_sizes=_sizes(input_size or []), amp=amp,
                                channels_last=channels_last, compile=compile, threads=threads, warmup=warmup,
                                repeats=repeats, max_seconds=max_seconds or None, train=train, memory=memory,
@@ -164,6 +165,18 @@ def register(app: typer.Typer) -> None:
             print(to_json(results))
         elif csv != Path("-"):
             _render(result_rows(results), breakdown)
+
+
+def _check_sizes(entries, device: str, batch: int, sizes: tuple[tuple[int, int], ...]) -> None:
+    """Refuse, before anything is built, a blueprint whose batch does not fit in the device's memory."""
+    import spmkit
+    from spmkit.sizing import check_fits
+
+    for entry in entries:
+        if entry.spec is not None and not entry.spec.startswith("timm:"):
+            bp = spmkit.load_blueprint(entry.spec, overrides=entry.overrides)
+            for size in sizes or (entry.input_size,):
+                check_fits(bp, device, batch=batch, input_size=size)
 
 
 def _trace(entries, config, out: Path, say) -> None:
