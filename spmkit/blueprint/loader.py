@@ -134,7 +134,8 @@ def set_dotted(data: dict[str, Any], key: str, value: Any, source: str) -> None:
                 node = node[part]
         else:
             parent = ".".join(parts[:depth])
-            raise BlueprintError(source, [FieldIssue(parent, f"is {shorten(node)}, which has no field {shorten(part)}")])
+            raise BlueprintError(source, [FieldIssue(parent,
+                                                     f"is {shorten(node)}, which has no field {shorten(part)}")])
 
 
 def read_raw(src: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any], Path]:

@@ -66,7 +66,8 @@ def param_model(kind: str, obj: Any) -> type[BaseModel]:
         fields[name] = (annotation, default)
     label = getattr(obj, "__name__", str(obj))
     return create_model(  # type: ignore[call-overload]
-        f"{kind}:{label}", __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False), **fields
+        f"{kind}:{label}", __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False),
+        **fields
     )
 
 

@@ -95,13 +95,15 @@ def register(app: typer.Typer) -> None:
             "--variant", help="Add, for each blueprint, a variant with these overrides: "
                               "'merging.type=spm;stages.2.depth=4'. Repeatable.")] = None,
         device: Annotated[str, typer.Option(help="cpu or cuda (cuda:N).")] = "cpu",
-        batch_size: Annotated[int, typer.Option(min=1, max=4096, help="Batch for throughput, training step and memory.")] = 8,
+        batch_size: Annotated[int, typer.Option(
+            min=1, max=4096, help="Batch for throughput, training step and memory.")] = 8,
         input_size: Annotated[Optional[list[str]], typer.Option(
             help="Input size(s): 224, 224x320, or 224,384. Default: each entry's own size.")] = None,
         amp: Annotated[Optional[str], typer.Option(help="Autocast dtype: bf16 or fp16.")] = None,
         channels_last: Annotated[bool, typer.Option(help="Model and input in channels-last layout.")] = False,
         compile: Annotated[bool, typer.Option(help="torch.compile each model (warm-up includes compiling).")] = False,
-        threads: Annotated[Optional[int], typer.Option(min=1, max=4096, help="torch.set_num_threads for CPU runs.")] = None,
+        threads: Annotated[Optional[int], typer.Option(
+            min=1, max=4096, help="torch.set_num_threads for CPU runs.")] = None,
         warmup: Annotated[int, typer.Option(min=0, max=10000, help="Untimed calls per entry and measurement.")] = 3,
         repeats: Annotated[int, typer.Option(min=1, max=100000, help="Timed calls per entry and measurement.")] = 20,
         max_seconds: Annotated[Optional[float], typer.Option(min=0.0, max=86400.0,
