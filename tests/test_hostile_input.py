@@ -197,6 +197,7 @@ def test_missing_gpus_are_reported_before_launching(monkeypatch: pytest.MonkeyPa
     assert_user_error(runner.invoke(app, [*base, "--gpus", "2"]), "no CUDA GPU")
     assert_user_error(runner.invoke(app, [*base, "--devices", "tpu"]), "choose auto, cpu or cuda")
     assert_user_error(runner.invoke(app, [*base, "--nproc", "0"]))
+    assert_user_error(runner.invoke(app, [*base, "--devices", "cpu", "--nproc", "100000"]), "CPU processes")
     assert_user_error(runner.invoke(app, ["eval", "--data", str(tmp_path), "-b", "tiny_pvt", "--devices", "cuda"]),
                       "no CUDA GPU")
     assert not (tmp_path / "run").exists()
