@@ -79,5 +79,5 @@ def evaluate(*, data: str | Path, checkpoint: str | Path | None = None, model: M
     t0 = time.perf_counter()
     metrics = t.evaluate(net, loader, ctx)
     seconds = time.perf_counter() - t0
-    n = len(ds)
+    n = int(metrics.get("val_images", len(ds)))  # unreadable images are left out (val_skipped)
     return {**metrics, "images": n, "seconds": seconds, "images_per_s": n / max(seconds, 1e-9)}

@@ -223,7 +223,8 @@ class RunDir:
             if p.exists():
                 keep = [r for r in read_jsonl(p) if isinstance(r.get(key), (int, float)) and r[key] <= limit]
                 self._text(name, "".join(json.dumps(r) + "\n" for r in keep))
-        self._rewrite_csv()
+        if (self.path / "metrics.jsonl").exists():
+            self._rewrite_csv()
 
     def _append(self, name: str, row: dict[str, Any]) -> None:
         p = self.path / name
