@@ -67,8 +67,9 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None], su
     except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
-        if isinstance(e, OSError):
-            raise write_error(path, e) from None
+        cause = e if isinstance(e, OSError) else e.__cause__ or e.__context__
+        if isinstance(cause, OSError) and isinstance(e, (OSError, RuntimeError)):
+            raise write_error(path, cause) from None  # torch may wrap the OSError of a full disk
         raise
     fsync_dir(folder)
 

@@ -64,7 +64,10 @@ def read_class_names(base: Path) -> list[str] | None:
     path = base / "objectInfo150.txt"
     if not path.exists():
         return None
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    try:
+        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read {path}: {str(e)[:200]} (expected UTF-8 text).") from None
     names = [ln.split("\t")[-1].split(",")[0].strip() for ln in lines[1:]]
     if not names:
         raise DataError(f"{path} lists no classes.")

@@ -148,7 +148,7 @@ class CocoDetection(torch.utils.data.Dataset):
             labels.append(self.cat_to_label[a["category_id"]])
             areas.append(float(a.get("area", w * h)))
             if self.with_masks:
-                masks.append(self.coco.annToMask(a) if "segmentation" in a else _box_mask(x0, y0, x1, y1, height, width))
+                masks.append(self._mask(a, (x0, y0, x1, y1), height, width))
         target: Target = {
             "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
             "labels": torch.tensor(labels, dtype=torch.int64),
@@ -163,6 +163,20 @@ class CocoDetection(torch.utils.data.Dataset):
                 else torch.zeros((0, height, width), dtype=torch.uint8)
             )
         return target
+
+    def _mask(self, ann: dict, box: tuple[float, float, float, float], height: int, width: int) -> np.ndarray:
+        """The annotation's mask at the image's size; an undecodable one makes the image unreadable."""
+        if "segmentation" not in ann:
+            return _box_mask(*box, height, width)
+        try:
+            m = self.coco.annToMask(ann)
+        except Exception as exc:  # noqa: BLE001 - pycocotools raises many types for bad RLE / polygons
+            raise UnreadableImage(f"{self.ann_file}: annotation id {ann['id']} has a segmentation that cannot be "
+                                  f"decoded ({type(exc).__name__}: {str(exc)[:100]})") from None
+        if m.shape != (height, width):
+            raise UnreadableImage(f"{self.ann_file}: annotation id {ann['id']} is {m.shape[0]}x{m.shape[1]} but "
+                                  f"image id {ann['image_id']} is {height}x{width}")
+        return m
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
         image = read_rgb(self.image_path(index))

@@ -83,6 +83,9 @@ def check_coco(data: Any, ann_file: str | Path) -> CocoReport:
             image_ids.add(iid)
         if not isinstance(im.get("file_name"), str) or not im.get("file_name"):
             bad(f"image id {_short(iid)} has no file_name")
+        if not all(_is_int(im.get(k)) and im[k] > 0 for k in ("height", "width")):
+            bad(f"image id {_short(iid)} has height {_short(im.get('height'))} and width {_short(im.get('width'))} "
+                f"(expected positive integers)")
 
     cat_ids: set[int] = set()
     for k, cat in enumerate(sections["categories"]):
