@@ -69,7 +69,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None], su
             os.remove(tmp)
         cause = e if isinstance(e, OSError) else e.__cause__ or e.__context__
         if isinstance(cause, OSError) and isinstance(e, (OSError, RuntimeError)):
-            raise write_error(path, cause) from None  # torch may wrap the OSError of a full disk
+            raise write_error(path, cause, kept=os.path.exists(path)) from None  # torch may wrap the OSError
         raise
     fsync_dir(folder)
 

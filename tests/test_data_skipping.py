@@ -190,3 +190,23 @@ def test_ade20k_run_skips_corrupt_images(tmp_path):
     row = _rows(run)[0]
     assert (row["val_images"], row["val_skipped"]) == (2, 1)
     assert row["train_skipped"] <= 1  # the corrupt one is asked for at most once in 2 steps of 2 images
+
+
+def test_rand_augment_at_full_magnitude_does_not_crash(tmp_path: Path):
+    """The default recipe's RandAugment reaches magnitude 10, where posterize keeps 0 bits (old Pillow: a
+    black image; current Pillow: ValueError, which stopped trainings at random)."""
+    import numpy as np
+    from PIL import Image
+
+    from spmkit.engine.recipe import load_recipe
+    from spmkit.tasks.base import ModelSpec
+    from spmkit.tasks.classification import ClassificationRecipe, ClassificationTask
+
+    data = make_imagefolder(tmp_path / "data", classes=2, train_per_class=1, val_per_class=1)
+    t = ClassificationTask(load_recipe(ClassificationRecipe, None, ["img_size=32"]))
+    info = t.data_info(data)
+    ds = t.build_dataset(data, "train", t.build_model(ModelSpec("tiny_pvt"), info), info)
+    ra = next(x for x in ds.transform.transforms if hasattr(x, "ops"))
+    op = next(o for o in ra.ops if o.name == "PosterizeIncreasing")
+    op.magnitude_std, op.magnitude, op.prob = 0, 10, 1.0  # always the top magnitude
+    assert np.asarray(op(Image.fromarray(np.full((32, 32, 3), 200, np.uint8)))).max() == 0

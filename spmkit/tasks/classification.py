@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from spmkit.data.imagenet import ImageFolderDataset, find_classes
+from spmkit.data.posterize import patch_posterize
 from spmkit.data.unreadable import LeaveOutCollate
 from spmkit.engine.recipe import TrainRecipe
 from spmkit.errors import DataError
@@ -137,6 +138,7 @@ class ClassificationTask(Task):
                 auto_augment=r.auto_augment, interpolation=r.train_interpolation, mean=cfg["mean"],
                 std=cfg["std"], re_prob=r.reprob, re_mode=r.remode, re_count=r.recount,
             )
+            tf = patch_posterize(tf)  # 0 bits kept gives a black image, not a ValueError (see the module)
         else:
             tf = create_transform(
                 cfg["input_size"], is_training=False, interpolation=cfg["interpolation"], mean=cfg["mean"],
