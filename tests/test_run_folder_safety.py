@@ -148,6 +148,9 @@ def test_checksum_reports_a_bit_flip(done_run: Path, data: Path, tmp_path: Path)
     path.write_bytes(bytes(raw))
     with pytest.raises(CheckpointError, match="corrupt"):
         load_checkpoint(path)
+    save_checkpoint({"model": {}}, tmp_path / "bare.pt")  # the marker, but not a run's content
+    with pytest.raises(CheckpointError, match="incomplete: task, model_spec, recipe"):
+        load_checkpoint(tmp_path / "bare.pt")
     out = one_paragraph(runner.invoke(app, ["eval", "--checkpoint", str(path), "--data", str(data)]))
     assert str(path) in out
 

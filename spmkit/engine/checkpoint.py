@@ -22,6 +22,11 @@ from spmkit.errors import CheckpointError
 FORMAT = "spmkit-checkpoint"
 FORMAT_VERSION = 1
 CHECKSUM_KEY = "sha256"
+#: what every run checkpoint holds (the trainer, ``spmkit eval`` and ``predict`` read these)
+REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "task": str, "model_spec": dict, "recipe": dict, "model": dict, "data_info": (dict, type(None)),
+    "epoch": int, "batch_in_epoch": int, "step": int,
+}
 
 
 def _digest(obj: Any, h: "hashlib._Hash") -> None:
@@ -82,6 +87,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if stored is not None and stored != checksum(state):
         raise CheckpointError(f"checkpoint {path} is corrupt: its content does not match the checksum stored in "
                               f"it (a damaged disk or copy). Use another checkpoint, e.g. best.pt, or a backup.")
+    wrong = [k for k, kind in REQUIRED.items() if not isinstance(state.get(k), kind) or isinstance(state.get(k), bool)]
+    spec = state.get("model_spec")
+    if isinstance(spec, dict) and not (isinstance(spec.get("blueprint"), str) and isinstance(spec.get("overrides"), list)):
+        wrong.append("model_spec")
+    if wrong:
+        raise CheckpointError(f"checkpoint {path} is incomplete: {', '.join(wrong)} missing or of the wrong type. "
+                              f"It was not written by spmkit train, or was edited.")
     return state
 
 
