@@ -18,6 +18,7 @@ ends, so a crashed run never leaves a stale lock behind.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -183,7 +184,11 @@ class RunDir:
 
     def release(self, failed: bool = False) -> None:
         """Drop the lock; after a failure also undo :meth:`acquire` if nothing else was written."""
-        self.close()
+        try:
+            self.close()
+        except SpmkitError:
+            if not failed:  # after a failure, its own message matters more than the event file's
+                raise
         if failed and self._created:
             root = self.path
             left = {p.name for p in root.iterdir()} if root.is_dir() else set()
@@ -238,23 +243,25 @@ class RunDir:
         if not self.enabled:
             return
         self._append("steps.jsonl", row)
-        tb = self._writer()
-        if tb is not None:
-            for k in ("lr", "loss"):
-                if k in row:
-                    tb.add_scalar(f"step/{k}", row[k], row["step"])
+        with self._tb_errors():
+            tb = self._writer()
+            if tb is not None:
+                for k in ("lr", "loss"):
+                    if k in row:
+                        tb.add_scalar(f"step/{k}", row[k], row["step"])
 
     def log_epoch(self, row: dict[str, Any]) -> None:
         if not self.enabled:
             return
         self._append("metrics.jsonl", row)
         self._rewrite_csv()
-        tb = self._writer()
-        if tb is not None:
-            for k, v in row.items():
-                if k != "epoch" and isinstance(v, (int, float)):
-                    tb.add_scalar(f"epoch/{k}", v, row["epoch"])
-            tb.flush()
+        with self._tb_errors():
+            tb = self._writer()
+            if tb is not None:
+                for k, v in row.items():
+                    if k != "epoch" and isinstance(v, (int, float)):
+                        tb.add_scalar(f"epoch/{k}", v, row["epoch"])
+                tb.flush()
 
     def read_metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.path / "metrics.jsonl")
@@ -282,8 +289,17 @@ class RunDir:
             self._tb = SummaryWriter(str(self.path / "tb"))
         return self._tb
 
+    @contextlib.contextmanager
+    def _tb_errors(self):
+        """TensorBoard event files on a full disk: the same one paragraph as the other files."""
+        try:
+            yield
+        except OSError as e:
+            raise write_error(self.path / "tb", e, kept=False) from None
+
     def close(self) -> None:
         if self._tb is not None:
-            self._tb.close()
-            self._tb = None
+            tb, self._tb = self._tb, None
+            with self._tb_errors():
+                tb.close()
 
