@@ -49,3 +49,8 @@ class FiniteGuard:
                  for t in (*m.parameters(), *m.buffers()) if t.is_floating_point() and t.numel()]
         if flags and not bool(torch.stack(flags).all()):
             raise self._stop("the model weights", step, epoch)
+
+    def before_save(self, ctx, modules: list[nn.Module | None], step: int, epoch: int) -> None:
+        """Both checks; call on every process before any checkpoint is written."""
+        self.check(ctx, epoch)
+        self.check_weights(modules, step, epoch)

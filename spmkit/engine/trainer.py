@@ -277,15 +277,14 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, run: R
             rep.step(i, shown_loss, _lr(optimizer), seen / max(time.perf_counter() - t0, 1e-9))
             if recipe.ckpt_every_steps and step % recipe.ckpt_every_steps == 0 and i < batches:
                 loss_sum = float(loss_acc)
-                guard.check(ctx, epoch + 1)
-                guard.check_weights([model, ema.module if ema is not None else None], step, epoch + 1)
+                guard.before_save(ctx, [model, ema.module if ema is not None else None], step, epoch + 1)
                 if ctx.is_main:
                     save_checkpoint(state(epoch, i, None), run.last)
             if fault_step and step == fault_step and ctx.is_main:
                 os.kill(os.getpid(), signal.SIGKILL)
         elapsed = time.perf_counter() - t0
-        guard.check(ctx, epoch + 1)  # before the evaluation and the end-of-epoch checkpoints
-        guard.check_weights([model, ema.module if ema is not None else None], step, epoch + 1)
+        # before the evaluation and the end-of-epoch checkpoints
+        guard.before_save(ctx, [model, ema.module if ema is not None else None], step, epoch + 1)
         scheduler.step(epoch + 1)
         batch_in_epoch = 0
         loss_sum = float(loss_acc)
