@@ -30,10 +30,10 @@ class FiniteGuard:
 
     def _stop(self, what: str, step: int | None, epoch: int) -> NonFiniteError:
         at = f"at step {step}" if step is not None else "on another process"
-        kept = (f"the last good checkpoint {self.last} is kept (continue it with --resume and a lower --lr)"
-                if self.last.exists() else "no checkpoint was written")
+        kept = (f"the last good checkpoint {self.last} is kept" if self.last.exists()
+                else "no checkpoint was written")
         return NonFiniteError(f"training stopped: {what} became NaN or infinite {at} (epoch {epoch}); {kept}. "
-                              f"Lower the lr, enable clip_grad (--set clip_grad=1), or check the data.")
+                              f"Continue with --resume and a lower --lr or --set clip_grad=1, or check the data.")
 
     def check(self, ctx, epoch: int) -> None:
         """Raise if any process saw a non-finite loss so far (every process calls this at the same steps)."""
