@@ -166,6 +166,7 @@ class RunDir:
             had_lock = (self.path / LOCK).exists()
             lock = _try_lock(self.path)
             if lock is None:
+                self._created = []  # the folder and its lock file are the other writer's now
                 raise _busy(self.path)
             self._lock = lock
             if not had_lock:
