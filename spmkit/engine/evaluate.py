@@ -13,6 +13,7 @@ from spmkit.engine.distributed import DistContext
 from spmkit.engine.init_weights import load_init_weights
 from spmkit.engine.recipe import load_recipe
 from spmkit.engine.sampler import ShardSampler
+from spmkit.engine.worker_errors import SafeLoader
 from spmkit.errors import CheckpointError, SpmkitError
 from spmkit.registry import TASKS
 from spmkit.tasks.base import ModelSpec, Task
@@ -71,12 +72,12 @@ def evaluate(*, data: str | Path, checkpoint: str | Path | None = None, model: M
     if recipe.channels_last:
         net.to(memory_format=torch.channels_last)
     ds = t.build_dataset(Path(data), "val", net, info)
-    loader = torch.utils.data.DataLoader(
+    loader = SafeLoader(
         ds, batch_size=recipe.batch_size, sampler=ShardSampler(len(ds), shuffle=False, pad=False),
         num_workers=recipe.resolved_workers(), collate_fn=t.collate_fn("val"), pin_memory=dev.type == "cuda")
     ctx = DistContext(device=dev)
     t0 = time.perf_counter()
     metrics = t.evaluate(net, loader, ctx)
     seconds = time.perf_counter() - t0
-    n = len(ds)
+    n = int(metrics.get("val_images", len(ds)))  # unreadable images are left out (val_skipped)
     return {**metrics, "images": n, "seconds": seconds, "images_per_s": n / max(seconds, 1e-9)}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from spmkit.engine.run_dir import read_jsonl as _read_jsonl
 from spmkit.errors import DataError
 
 PANELS = (
@@ -12,12 +12,6 @@ PANELS = (
     ("accuracy", ("top1", "top5", "ema_top1"), "accuracy (%)"),
     ("lr", ("lr",), "learning rate"),
 )
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
 
 
 def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
@@ -42,12 +36,15 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
         fig, ax = plt.subplots(figsize=(6, 4))
         drawn = False
         if name == "lr" and steps:
-            ax.plot([s["step"] for s in steps], [s["lr"] for s in steps], label="lr")
+            pts = [(s["step"], s["lr"]) for s in steps
+                   if isinstance(s.get("step"), (int, float)) and isinstance(s.get("lr"), (int, float))]
+            ax.plot(*(zip(*pts) if pts else ([], [])), label="lr")
             ax.set_xlabel("optimizer step")
             drawn = True
         else:
             for key in keys:
-                pts = [(r["epoch"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+                pts = [(r["epoch"], r[key]) for r in rows
+                       if isinstance(r.get(key), (int, float)) and isinstance(r.get("epoch"), (int, float))]
                 if pts:
                     ax.plot(*zip(*pts), marker="o", label=key)
                     drawn = True

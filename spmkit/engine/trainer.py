@@ -9,7 +9,6 @@ resumed part are drawn afresh).
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import signal
@@ -25,12 +24,14 @@ from torch.utils.data import DataLoader
 
 from spmkit.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from spmkit.engine.distributed import DistContext, cleanup_distributed, init_distributed
+from spmkit.engine.finite import FiniteGuard
 from spmkit.engine.optim import create_optimizer, create_scheduler
 from spmkit.engine.recipe import load_recipe
 from spmkit.engine.reporter import LogReporter, NullReporter, Reporter
-from spmkit.engine.run_dir import RunDir, versions
+from spmkit.engine.run_dir import RunDir, probe_lock, versions
 from spmkit.engine.sampler import ShardSampler
 from spmkit.engine.step import TrainStep
+from spmkit.engine.worker_errors import SafeLoader
 from spmkit.errors import CheckpointError, DataError, SpmkitError
 from spmkit.registry import TASKS
 from spmkit.tasks.base import ModelSpec, Task, unwrap
@@ -66,7 +67,7 @@ def _worker_init(worker_id: int) -> None:
 
 
 def _loader(dataset, sampler, batch_size: int, workers: int, collate, drop_last: bool, device) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
+    return SafeLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
                       drop_last=drop_last, pin_memory=device.type == "cuda", worker_init_fn=_worker_init,
                       persistent_workers=False)
 
@@ -94,6 +95,7 @@ def preflight(cfg: TrainConfig) -> None:
     """The checks a launcher runs once before starting processes, so that bad input gives one message
     instead of one per process: task name, run folder / resume, recipe, data folder, blueprint."""
     task_cls: type[Task] = TASKS.get(cfg.task)
+    probe_lock(Path(cfg.output))  # the processes would fail one by one on a folder another run writes
     run = RunDir(cfg.output, enabled=False)
     resume_path = _check_resume(cfg, run)
     base = load_checkpoint(resume_path)["recipe"] if resume_path is not None else None
@@ -108,15 +110,20 @@ def preflight(cfg: TrainConfig) -> None:
 def train(cfg: TrainConfig, reporter: Reporter | None = None) -> list[dict[str, Any]]:
     """Train (or continue) a run; returns the metrics rows written by this call (rank 0; others: [])."""
     ctx = init_distributed(cfg.device)
+    run = RunDir(cfg.output, enabled=ctx.is_main)
+    failed = True
     try:
-        return _train(cfg, ctx, reporter)
+        run.acquire()  # one writer per run folder (rank 0), before anything is read or written
+        rows = _train(cfg, ctx, reporter, run)
+        failed = False
+        return rows
     finally:
+        run.release(failed=failed)  # a run that failed before writing anything leaves no folder behind
         cleanup_distributed()
 
 
-def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> list[dict[str, Any]]:
+def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, run: RunDir) -> list[dict[str, Any]]:
     rep: Reporter = (reporter or LogReporter()) if ctx.is_main else NullReporter()
-    run = RunDir(cfg.output, enabled=ctx.is_main)
     task_cls: type[Task] = TASKS.get(cfg.task)
     data = Path(cfg.data)
 
@@ -203,6 +210,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
             _seed_all(recipe.seed + ctx.rank + 7919 * (step + 1))
         run.truncate_after(start_epoch, step)
         rep.message(f"resumed {resume_path}: epoch {start_epoch + 1}, batch {batch_in_epoch}, step {step}")
+    else:
+        run.truncate_after(0, 0)  # rows of an earlier attempt that failed before its first checkpoint
     scheduler.step_update(num_updates=step)
 
     run.write_config(task=cfg.task, blueprint=_resolved_blueprint(model), recipe=recipe.model_dump(mode="json"),
@@ -231,6 +240,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
         rep.message(f"{resume_path} has finished all {recipe.epochs} epochs; give --epochs N to train longer.")
     stepper = TrainStep(task, model, train_model, optimizer, scheduler, scaler, ema, recipe, ctx, step=step)
     fault_step = int(os.environ.get(FAULT_ENV, "0") or 0)
+    guard = FiniteGuard(ctx.device, run.last)
     rows: list[dict[str, Any]] = []
     for epoch in range(start_epoch, recipe.epochs):
         train_model.train()
@@ -249,6 +259,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
             batch = task.to_device(next(it), ctx.device)
             at_update = (i + 1) % recipe.accum_steps == 0
             loss = stepper(batch, at_update)
+            guard.observe(loss, stepper.step if at_update else stepper.step + 1)
             for k, v in stepper.scalars.items():
                 scalar_sums[k] = scalar_sums.get(k, 0.0) + float(v)
             loss_acc += loss.double()
@@ -260,19 +271,20 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
                 continue
             step = stepper.step
             if step % recipe.log_every_steps == 0 or i == batches or step == 1:
+                guard.check(ctx, epoch + 1)
                 shown_loss = float(loss)
-                if not math.isfinite(shown_loss):
-                    raise SpmkitError(f"the training loss became {shown_loss} at step {step} (epoch {epoch + 1}); "
-                                      f"lower the lr, enable clip_grad, or check the data.")
                 run.log_step({"step": step, "epoch": epoch + 1, "lr": _lr(optimizer), "loss": shown_loss})
             rep.step(i, shown_loss, _lr(optimizer), seen / max(time.perf_counter() - t0, 1e-9))
             if recipe.ckpt_every_steps and step % recipe.ckpt_every_steps == 0 and i < batches:
                 loss_sum = float(loss_acc)
+                guard.before_save(ctx, [model, ema.module if ema is not None else None], step, epoch + 1)
                 if ctx.is_main:
                     save_checkpoint(state(epoch, i, None), run.last)
             if fault_step and step == fault_step and ctx.is_main:
                 os.kill(os.getpid(), signal.SIGKILL)
         elapsed = time.perf_counter() - t0
+        # before the evaluation and the end-of-epoch checkpoints
+        guard.before_save(ctx, [model, ema.module if ema is not None else None], step, epoch + 1)
         scheduler.step(epoch + 1)
         batch_in_epoch = 0
         loss_sum = float(loss_acc)
