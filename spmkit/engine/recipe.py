@@ -64,6 +64,9 @@ class TrainRecipe(BaseModel):
     ema_decay: float = 0.99996
     # checkpoints and logging
     ckpt_every_steps: int | None = Field(None, ge=1, description="also write last.pt every N optimizer steps")
+    save_every_epochs: int | None = Field(None, ge=1, description="also keep epoch_NNNN.pt every N epochs")
+    keep_last: int | None = Field(None, ge=1, description="keep only the K newest epoch_NNNN.pt (set alone: "
+                                  "one per epoch); None keeps all")
     eval_every_epochs: int = Field(1, ge=1)
     log_every_steps: int = Field(20, ge=1)
     init: str | None = Field(None, description="weights to start from: an spmkit or timm checkpoint")

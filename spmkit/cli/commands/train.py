@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -94,13 +95,16 @@ def train(
 
     reporter = None
     if os.environ.get("RANK", "0") == "0":
-        from spmkit.cli.training_progress import RichReporter
+        if sys.stdout.isatty():  # a terminal: the live display
+            from spmkit.cli.training_progress import RichReporter
 
-        reporter = RichReporter()
+            reporter = RichReporter()
+        else:  # a file, a pipe, a batch job: plain lines every log_every_steps steps
+            from spmkit.engine.reporter import TextReporter, stdout_writer
+
+            reporter = TextReporter(stdout_writer)
     try:
-        rows = run_training(cfg, reporter=reporter)
+        run_training(cfg, reporter=reporter)
     finally:
         if reporter is not None:
             reporter.close()  # stop the live display before an error message is printed
-    if rows:
-        typer.echo(f"run folder: {output}  (last.pt, best.pt, metrics.jsonl)")
