@@ -133,11 +133,16 @@ class ClassificationTask(Task):
                 std=cfg["std"], re_prob=r.reprob, re_mode=r.remode, re_count=r.recount,
             )
         else:
-            tf = create_transform(
-                cfg["input_size"], is_training=False, interpolation=cfg["interpolation"], mean=cfg["mean"],
-                std=cfg["std"], crop_pct=cfg["crop_pct"],
-            )
+            tf = self.eval_transform(model)
         return ImageFolderDataset(data_dir, split, info["classes"], transform=tf)
+
+    def eval_transform(self, model: nn.Module):
+        """The evaluation transform (resize, centre crop at ``crop_pct``, normalise): PIL image -> tensor."""
+        from timm.data import create_transform
+
+        cfg = self.data_config(model)
+        return create_transform(cfg["input_size"], is_training=False, interpolation=cfg["interpolation"],
+                                mean=cfg["mean"], std=cfg["std"], crop_pct=cfg["crop_pct"])
 
     def setup_training(self, model: nn.Module, info: dict[str, Any]) -> None:
         from timm.data import Mixup

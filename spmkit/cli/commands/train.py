@@ -10,11 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from spmkit.cli.errors import user_errors
-
-RecipeSetOption = Annotated[
-    Optional[list[str]],
-    typer.Option("--set", "-s", help="Override a recipe field, e.g. --set lr=1e-3 --set mixup=0 (repeatable)."),
-]
+from spmkit.cli.options import (AmpOption, DeviceOption, DevicesAlias, ModelSetOption, RecipeSetOption, SeedOption,
+                                pick_device)
 
 
 def register(app: typer.Typer) -> None:
@@ -34,11 +31,14 @@ def train(
     workers: Annotated[Optional[int], typer.Option("--workers", help="data-loader workers per process")] = None,
     init: Annotated[Optional[str], typer.Option("--init", help="start from these weights (spmkit or timm checkpoint)")] = None,
     detector: Annotated[Optional[str], typer.Option("--detector", help="--task detection: mask_rcnn or retinanet (shortcut for --set detector=...)")] = None,
+    seed: SeedOption = None,
+    amp: AmpOption = None,
     set_: RecipeSetOption = None,
-    model_set: Annotated[Optional[list[str]], typer.Option("--model-set", help="blueprint override KEY=VALUE (repeatable)")] = None,
-    devices: Annotated[str, typer.Option("--devices", help="auto, cpu or cuda")] = "auto",
+    model_set: ModelSetOption = None,
+    device: DeviceOption = None,
+    devices: DevicesAlias = None,
     gpus: Annotated[Optional[int], typer.Option("--gpus", help="GPU processes on this node (DDP)")] = None,
-    nproc: Annotated[Optional[int], typer.Option("--nproc", help="processes on this node (with --devices cpu: gloo)")] = None,
+    nproc: Annotated[Optional[int], typer.Option("--nproc", help="processes on this node (with --device cpu: gloo)")] = None,
     nodes: Annotated[Optional[int], typer.Option("--nodes", help="number of machines (default: SLURM_NNODES or 1)")] = None,
     node_rank: Annotated[Optional[int], typer.Option("--node-rank", help="this machine's rank (static rendezvous)")] = None,
     rdzv_endpoint: Annotated[Optional[str], typer.Option("--rdzv-endpoint", help="HOST:PORT of the rendezvous (multi-node)")] = None,
@@ -49,15 +49,15 @@ def train(
 
     if gpus is not None and nproc is not None and gpus != nproc:
         raise typer.BadParameter("give --gpus or --nproc, not both with different counts.")
+    devices = pick_device(device, devices)
     if gpus is not None and devices == "cpu":
-        raise typer.BadParameter("--gpus conflicts with --devices cpu; use --nproc for CPU processes.")
+        raise typer.BadParameter("--gpus conflicts with --device cpu; use --nproc for CPU processes.")
     if blueprint is None and not (resume or auto_resume):
         raise typer.BadParameter("--blueprint is required (except with --resume).")
     device = "cuda" if gpus is not None and devices == "auto" else devices
     overrides = list(set_ or [])
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("workers", workers),
-                       ("detector", detector),
-                       ("init", init)):
+                       ("detector", detector), ("seed", seed), ("amp", amp), ("init", init)):
         if value is not None:
             overrides.append(f"{key}={value}")
 
@@ -74,7 +74,7 @@ def train(
         plan = plan_launch(gpus or nproc or 1, nodes, node_rank, rdzv_endpoint)
         if plan is not None:
             preflight(cfg)  # one clear message instead of one per process
-            args = ["train", "--data", str(data), "--output", str(output), "--task", task, "--devices", device]
+            args = ["train", "--data", str(data), "--output", str(output), "--task", task, "--device", device]
             if blueprint is not None:
                 args += ["--blueprint", blueprint]
             if recipe is not None:
