@@ -59,6 +59,7 @@ def build(
     from rich.table import Table
 
     from spmkit.blueprint import load_blueprint
+    from spmkit.blueprint.reference import compare_with_reference, describe
     from spmkit.profile.summary import summarize
 
     bp = load_blueprint(blueprint, model_overrides(model_set, set_))
@@ -93,12 +94,9 @@ def build(
     if forward:
         console.print(f"forward on {forward['device']}: output {tuple(forward['output_shape'])} "
                       f"in {forward['forward_ms']:.1f} ms (one image, first call)")
-    ref = bp.reference.get("params")
-    if ref:
-        ok = "equal to" if ref == s.params else "DIFFERENT from"
-        timm_name = bp.reference.get("timm")
-        origin = f"timm's {timm_name}" if timm_name else "the blueprint's reference count"
-        console.print(f"parameters {ok} {origin}: {ref:,}.")
+    cmp = compare_with_reference(bp, s.params)
+    if cmp is not None:
+        console.print(describe(cmp), markup=False)
 
 
 def register(app: typer.Typer) -> None:
