@@ -79,7 +79,7 @@ def draw_captions(image: torch.Tensor, anchors: list[tuple[float, float]], capti
         w, h = right - left + 4, bottom - top + 3
         x0 = int(min(max(x, 0), max(pil.width - w, 0)))
         y0 = int(y - h if y - h >= 0 else max(y, 0))
-        draw.rectangle((x0, y0, x0 + w, y0 + h), fill=tuple(colour))
+        draw.rectangle((x0, y0, x0 + w - 1, y0 + h - 1), fill=tuple(colour))  # PIL ends are inclusive
         draw.text((x0 + 2 - left, y0 + 1 - top), text, fill=text_colour(tuple(colour)), font=font)
     return torch.from_numpy(np.asarray(pil).copy()).permute(2, 0, 1)
 
