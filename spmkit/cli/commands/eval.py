@@ -30,7 +30,7 @@ def eval_(
     workers: Annotated[Optional[int], typer.Option("--workers")] = None,
     device: DeviceOption = None,
     devices: DevicesAlias = None,
-    ema: Annotated[bool, typer.Option("--ema", help="evaluate the checkpoint's EMA weights")] = False,
+    ema: Annotated[bool, typer.Option("--ema", metavar="", help="evaluate the checkpoint's EMA weights")] = False,
     json_: JsonOption = False,
 ) -> None:
     from spmkit.engine.evaluate import evaluate

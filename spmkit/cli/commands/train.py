@@ -42,8 +42,8 @@ def train(
     nodes: Annotated[Optional[int], typer.Option("--nodes", help="number of machines (default: SLURM_NNODES or 1)")] = None,
     node_rank: Annotated[Optional[int], typer.Option("--node-rank", help="this machine's rank (static rendezvous)")] = None,
     rdzv_endpoint: Annotated[Optional[str], typer.Option("--rdzv-endpoint", help="HOST:PORT of the rendezvous (multi-node)")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --output from its last.pt")] = False,
-    auto_resume: Annotated[bool, typer.Option("--auto-resume", help="continue if --output has last.pt, else start")] = False,
+    resume: Annotated[bool, typer.Option("--resume", metavar="", help="continue the run in --output from its last.pt")] = False,
+    auto_resume: Annotated[bool, typer.Option("--auto-resume", metavar="", help="continue if --output has last.pt, else start")] = False,
 ) -> None:
     from spmkit.engine.launch import in_launched_process, launch, plan_launch
 
