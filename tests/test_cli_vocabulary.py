@@ -119,6 +119,10 @@ def test_stage_override_no_component_of_the_stage_takes_names_the_stage() -> Non
     text = str(info.value)
     assert "stages.3.window_size" in text and "no component of stages.3 takes 'window_size'" in text
     assert "mixer 'global'" in text and "block 'transformer'" in text
+    with pytest.raises(BlueprintError) as info:  # a top-level extra no stage takes lists every stage's components
+        load_blueprint("tiny_swin", [*hybrid, "sr_ratio=2"])
+    assert ("stages.0-2: mixer 'window', block 'transformer'; stages.3: mixer 'global', block 'transformer'"
+            in str(info.value))
 
 
 def test_a_variant_says_what_it_changes_against_its_reference(tmp_path: Path) -> None:

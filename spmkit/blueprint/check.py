@@ -68,6 +68,18 @@ def _stage_components(bp: Blueprint, i: int) -> str:
     return ", ".join(dict.fromkeys(parts)) or "no mixer or block"
 
 
+def _all_stage_components(bp: Blueprint) -> str:
+    """``stages.0-3: mixer 'sra', block 'transformer'``: consecutive stages with the same components merged."""
+    groups: list[tuple[int, int, str]] = []
+    for i in range(len(bp.stages)):
+        desc = _stage_components(bp, i)
+        if groups and groups[-1][2] == desc:
+            groups[-1] = (groups[-1][0], i, desc)
+        else:
+            groups.append((i, i, desc))
+    return "; ".join(f"stages.{a}{f'-{b}' if b > a else ''}: {d}" for a, b, d in groups)
+
+
 def _check_extras(bp: Blueprint, issues: list[FieldIssue], overridden: frozenset[str] = frozenset()) -> None:
     stage_fields = list(StageSpec.model_fields)
     top_fields = list(Blueprint.model_fields)
@@ -75,7 +87,9 @@ def _check_extras(bp: Blueprint, issues: list[FieldIssue], overridden: frozenset
     for key in bp.extras:
         if not any(accepts(c, key) for classes in classes_per_stage for c in classes):
             names = {n for classes in classes_per_stage for c in classes for n in _names(c)}
-            issues.append(FieldIssue(key, _extra_message(key, top_fields, names)))
+            issues.append(FieldIssue(key, _extra_message(key, top_fields, names).replace(
+                "no mixer or block of this stage takes it.",
+                f"no mixer or block of any stage takes it ({_all_stage_components(bp)}).")))
     # a stage extra that only another stage's components take is tolerated (a stage may switch its mixer
     # off with --set, which cannot delete keys); one that nothing takes is a typo
     every = [c for classes in classes_per_stage for c in classes]
