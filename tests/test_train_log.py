@@ -102,3 +102,29 @@ def test_plot_draws_the_metrics_of_dense_tasks(tmp_path: Path, task: str, keys: 
                                                   for s in range(1, 7)))
     names = sorted(p.name for p in plot_run(tmp_path))
     assert names == sorted(["loss.png", f"{panel}.png", "lr.png"])
+
+
+def test_terminal_display_implements_the_reporter_protocol() -> None:
+    import io
+
+    from rich.console import Console
+
+    from spmkit.cli.training_progress import RichReporter
+    from spmkit.engine.reporter import Reporter
+
+    buf = io.StringIO()
+    rep = RichReporter(Console(file=buf, force_terminal=True, width=160, color_system=None))
+    for name in (n for n in dir(Reporter) if not n.startswith("_")):
+        assert callable(getattr(rep, name, None)), name  # a method the trainer calls on a terminal
+    rep.summary(["model       tiny [pvt]"])
+    rep.start_epoch(1, 2, 3, 0)
+    rep.step(1, 1.5, 1e-3, 10.0)
+    rep.log_step({"step": 1, "total_steps": 6, "epoch": 1, "epochs": 2, "batch": 1, "batches": 3, "loss": 1.5,
+                  "lr": 1e-3, "images_per_s": 10.0, "data_time_s": 0.01, "memory_mib": 100.0, "eta_s": 5.0})
+    rep.evaluation(1, {"top1": 50.0, "top5": 100.0, "val_images": 6.0})
+    rep.end_epoch({"epoch": 1, "train_loss": 1.2, "lr": 1e-3, "images_per_s": 10.0, "epoch_time_s": 2.0})
+    rep.message("checkpoints:", level="info")
+    rep.close()
+    text = buf.getvalue()
+    assert "model       tiny [pvt]" in text and "eval epoch 1: top1 50 | top5 100" in text
+    assert "epoch 1 done: train_loss 1.2" in text and "checkpoints:" in text and "val_images" not in text
