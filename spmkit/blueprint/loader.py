@@ -189,15 +189,17 @@ def load_blueprint(src: str | os.PathLike | dict[str, Any] | Blueprint, override
     else:
         data, path = read_raw(src)
         source = str(path)
+    keys = []
     for text in overrides:
         key, value = parse_override(text)
         set_dotted(data, key, value, f"{source} (--set {text})")
+        keys.append(key)
     try:
         bp = Blueprint.model_validate(data)
     except ValidationError as err:
         raise BlueprintError(source, pydantic_issues(err)) from None
     bp._source = source
-    issues = check_components(bp)
+    issues = check_components(bp, keys)
     if issues:
         raise BlueprintError(source, issues)
     return bp

@@ -1,4 +1,4 @@
-"""PNG curves of a run folder (loss, accuracy, learning rate) with matplotlib's Agg backend."""
+"""PNG curves of a run folder (loss, the task's metrics, learning rate) with matplotlib's Agg backend."""
 
 from __future__ import annotations
 
@@ -7,17 +7,23 @@ from pathlib import Path
 from spmkit.engine.run_dir import read_jsonl as _read_jsonl
 from spmkit.errors import DataError
 
+#: (file name, metrics.jsonl keys, y label); a panel is written when the run has any of its keys, so each
+#: task gets its own: classification accuracy, detection box / mask AP, segmentation mIoU
 PANELS = (
     ("loss", ("train_loss", "val_loss"), "loss"),
     ("accuracy", ("top1", "top5", "ema_top1"), "accuracy (%)"),
+    ("ap", ("bbox_AP", "bbox_AP50", "segm_AP", "segm_AP50", "ema_bbox_AP", "ema_segm_AP"), "COCO AP (%)"),
+    ("miou", ("mIoU", "mAcc", "ema_mIoU"), "mIoU / mean accuracy (%)"),
     ("lr", ("lr",), "learning rate"),
 )
 
 
 def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
-    """Write ``loss.png``, ``accuracy.png``, ``lr.png`` (those with data) and return their paths.
+    """Write ``loss.png``, the task's metric panel (``accuracy.png``, ``ap.png`` or ``miou.png``) and
+    ``lr.png`` (those with data) and return their paths.
 
-    Epoch metrics come from ``metrics.jsonl``; the lr panel uses the per-step ``steps.jsonl`` when present.
+    Epoch metrics come from ``metrics.jsonl``; the lr panel uses the per-step ``steps.jsonl`` (one row per
+    optimizer step) when present, else the epoch rows.
     """
     import matplotlib
 

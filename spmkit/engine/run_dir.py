@@ -33,6 +33,7 @@ from spmkit.engine_io import TMP_PREFIX, write_error, write_text_atomic
 from spmkit.errors import DataError, SpmkitError
 
 MARKER = ".spmkit-run"
+LOG = "train.log"
 LOCK = ".spmkit-lock"
 
 
@@ -174,6 +175,8 @@ class RunDir:
             if not (self.path / MARKER).exists():
                 (self.path / MARKER).write_text("spmkit run folder: written by `spmkit train`\n")
                 self._created.append(self.path / MARKER)
+            if not (self.path / LOG).exists():  # the trainer's log, written from here on
+                self._created.append(self.path / LOG)
         except OSError as e:
             self.release(failed=True)
             raise write_error(self.path / MARKER, e, kept=False) from None
@@ -193,10 +196,10 @@ class RunDir:
         if failed and self._created:
             root = self.path
             left = {p.name for p in root.iterdir()} if root.is_dir() else set()
-            if left <= {MARKER, LOCK}:
+            if left <= {MARKER, LOCK, LOG}:  # the log holds only the error the console showed
                 for p in reversed(self._created):
                     try:
-                        p.rmdir() if p.is_dir() else p.unlink()
+                        p.rmdir() if p.is_dir() else p.unlink(missing_ok=True)
                     except OSError:
                         break
         self._created = []

@@ -27,8 +27,10 @@ from spmkit.engine.distributed import DistContext, cleanup_distributed, init_dis
 from spmkit.engine.finite import FiniteGuard
 from spmkit.engine.optim import create_optimizer, create_scheduler
 from spmkit.engine.recipe import load_recipe
-from spmkit.engine.reporter import LogReporter, NullReporter, Reporter
-from spmkit.engine.run_dir import RunDir, probe_lock, versions
+from spmkit.engine.reporter import FileLog, LogReporter, NullReporter, Reporter, TeeReporter
+from spmkit.engine.retention import checkpoint_listing, epoch_checkpoint, prune_epoch_checkpoints
+from spmkit.engine.run_summary import summary_lines
+from spmkit.engine.run_dir import LOG, RunDir, probe_lock, versions
 from spmkit.engine.sampler import ShardSampler
 from spmkit.engine.step import TrainStep
 from spmkit.engine.worker_errors import SafeLoader
@@ -122,12 +124,38 @@ def train(cfg: TrainConfig, reporter: Reporter | None = None) -> list[dict[str, 
         cleanup_distributed()
 
 
+def _memory_mib(device: torch.device) -> float | None:
+    """Peak memory of this process: CUDA allocated on a GPU, resident set (ru_maxrss) on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if os.uname().sysname == "Darwin" else rss / 1024
+
+
 def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, run: RunDir) -> list[dict[str, Any]]:
-    rep: Reporter = (reporter or LogReporter()) if ctx.is_main else NullReporter()
+    console: Reporter = (reporter or LogReporter()) if ctx.is_main else NullReporter()
+    resume_path = _check_resume(cfg, run)
+    if not ctx.is_main:
+        return _run(cfg, ctx, console, run, resume_path)
+    rep = TeeReporter(console, FileLog(run.path / LOG))  # everything shown also goes to train.log
+    try:
+        return _run(cfg, ctx, rep, run, resume_path)
+    except SpmkitError as e:
+        rep.error(str(e))
+        raise
+    finally:
+        rep.close()
+
+
+def _run(cfg: TrainConfig, ctx: DistContext, rep: Reporter, run: RunDir,
+         resume_path: Path | None) -> list[dict[str, Any]]:
     task_cls: type[Task] = TASKS.get(cfg.task)
     data = Path(cfg.data)
 
-    resume_path = _check_resume(cfg, run)
     ckpt: dict[str, Any] | None = load_checkpoint(resume_path) if resume_path is not None else None
     if ckpt is not None and ckpt.get("task") != cfg.task:
         raise CheckpointError(f"{resume_path} is a {ckpt.get('task')!r} run, not {cfg.task!r}.")
@@ -185,6 +213,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, run: R
 
     start_epoch, batch_in_epoch, step = 0, 0, 0
     best: float | None = None
+    best_epoch: int | None = None
     loss_sum, loss_count = 0.0, 0
     if ckpt is not None:
         try:
@@ -202,7 +231,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, run: R
         except (RuntimeError, KeyError, ValueError) as e:
             raise CheckpointError(f"{resume_path} does not match this run: {str(e).splitlines()[0]}") from None
         start_epoch, batch_in_epoch, step = ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["step"]
-        best = ckpt.get("best")
+        best, best_epoch = ckpt.get("best"), ckpt.get("best_epoch")
         loss_sum, loss_count = ckpt.get("epoch_loss_sum", 0.0), ckpt.get("epoch_loss_count", 0)
         if ctx.is_main and ckpt.get("rng") is not None:
             set_rng_state(ckpt["rng"])
@@ -214,6 +243,13 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, run: R
         run.truncate_after(0, 0)  # rows of an earlier attempt that failed before its first checkpoint
     scheduler.step_update(num_updates=step)
 
+    rep.summary(summary_lines(
+        task=cfg.task, model_name=spec.blueprint or "(stored blueprint)", model=model, recipe=recipe,
+        recipe_source=str(cfg.recipe_file or "defaults") + (f" with --set {' '.join(cfg.overrides)}"
+                                                              if cfg.overrides else ""),
+        info=info, n_train=len(train_ds), n_val=len(val_ds), device=str(ctx.device), world_size=ctx.world_size,
+        global_batch=global_batch, lr=lr, steps_per_epoch=updates_per_epoch, run_folder=str(run.path.resolve()),
+        resumed=f"{resume_path} at epoch {start_epoch + 1}, step {step}" if resume_path is not None else None))
     run.write_config(task=cfg.task, blueprint=_resolved_blueprint(model), recipe=recipe.model_dump(mode="json"),
                      info=info, data=str(data), model=spec.blueprint, world_size=ctx.world_size)
 
@@ -231,7 +267,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, run: R
             "model": model.state_dict(), "ema": ema.module.state_dict() if ema is not None else None,
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if use_fp16 else None,
-            "epoch": epoch, "batch_in_epoch": in_epoch, "step": step, "best": best,
+            "epoch": epoch, "batch_in_epoch": in_epoch, "step": step, "best": best, "best_epoch": best_epoch,
             "epoch_loss_sum": loss_sum, "epoch_loss_count": loss_count,
             "rng": rng_state(), "metrics": metrics or {}, "versions": versions(), "world_size": ctx.world_size,
         }
@@ -242,6 +278,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, run: R
     fault_step = int(os.environ.get(FAULT_ENV, "0") or 0)
     guard = FiniteGuard(ctx.device, run.last)
     rows: list[dict[str, Any]] = []
+    total_steps = updates_per_epoch * recipe.epochs
     for epoch in range(start_epoch, recipe.epochs):
         train_model.train()
         train_sampler.set_epoch(epoch)
@@ -253,10 +290,14 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, run: R
         scalar_sums: dict[str, float] = {}
         batches_run = 0
         shown_loss = float("nan")
-        i = batch_in_epoch
+        i = first = batch_in_epoch
+        data_time, data_batches = 0.0, 0  # since the last log line
         it = iter(train_loader)
         while i < batches:
+            t_data = time.perf_counter()
             batch = task.to_device(next(it), ctx.device)
+            data_time += time.perf_counter() - t_data
+            data_batches += 1
             at_update = (i + 1) % recipe.accum_steps == 0
             loss = stepper(batch, at_update)
             guard.observe(loss, stepper.step if at_update else stepper.step + 1)
@@ -270,11 +311,20 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, run: R
             if not at_update:
                 continue
             step = stepper.step
+            step_row: dict[str, Any] = {"step": step, "epoch": epoch + 1, "lr": _lr(optimizer)}  # lr every step
+            elapsed = max(time.perf_counter() - t0, 1e-9)
             if step % recipe.log_every_steps == 0 or i == batches or step == 1:
                 guard.check(ctx, epoch + 1)
                 shown_loss = float(loss)
-                run.log_step({"step": step, "epoch": epoch + 1, "lr": _lr(optimizer), "loss": shown_loss})
-            rep.step(i, shown_loss, _lr(optimizer), seen / max(time.perf_counter() - t0, 1e-9))
+                step_row["loss"] = shown_loss
+                left = (batches - i) + batches * (recipe.epochs - epoch - 1)
+                rep.log_step({**step_row, "total_steps": total_steps, "epochs": recipe.epochs, "batch": i,
+                              "batches": batches, "images_per_s": seen / elapsed,
+                              "data_time_s": data_time / max(data_batches, 1),
+                              "memory_mib": _memory_mib(ctx.device), "eta_s": elapsed / (i - first) * left})
+                data_time, data_batches = 0.0, 0
+            run.log_step(step_row)
+            rep.step(i, shown_loss, _lr(optimizer), seen / elapsed)
             if recipe.ckpt_every_steps and step % recipe.ckpt_every_steps == 0 and i < batches:
                 loss_sum = float(loss_acc)
                 guard.before_save(ctx, [model, ema.module if ema is not None else None], step, epoch + 1)
@@ -310,10 +360,11 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, run: R
                 ema_metrics = task.evaluate(ema.module, val_loader, ctx)
                 metrics.update({f"ema_{k}": v for k, v in ema_metrics.items()})
             row.update(metrics)
+            rep.evaluation(epoch + 1, metrics)
             value = metrics[task.best_metric]
             is_best = best is None or (value > best if task.best_mode == "max" else value < best)
             if is_best:
-                best = value
+                best, best_epoch = value, epoch + 1
         else:
             is_best = False
         row["best_" + task.best_metric] = best
@@ -323,6 +374,11 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, run: R
             save_checkpoint(st, run.last)
             if is_best:
                 save_checkpoint(st, run.best)
+            if recipe.save_every_epochs or recipe.keep_last:
+                if (epoch + 1) % (recipe.save_every_epochs or 1) == 0:
+                    save_checkpoint(st, epoch_checkpoint(run.path, epoch + 1))
+                for old in prune_epoch_checkpoints(run.path, recipe.keep_last):
+                    rep.message(f"removed {old.name} (keep_last {recipe.keep_last})", level="info")
             rep.end_epoch(row)
         rows.append(row)
         ctx.barrier()
@@ -330,8 +386,12 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, run: R
         skipped = sum(r.get("train_skipped", 0) for r in rows)
         if skipped:
             rep.message(f"{int(skipped)} unreadable training images were skipped in this run (paths logged above).")
+        if rows:
+            best_note = (f"best {task.best_metric} {best:.4g} at epoch {best_epoch}" if best is not None and best_epoch
+                         else None)
+            for line in checkpoint_listing(run.path, best_note):
+                rep.message(line, level="info")
     run.close()
-    rep.close()
     return rows if ctx.is_main else []
 
 

@@ -140,10 +140,7 @@ class ClassificationTask(Task):
             )
             tf = patch_posterize(tf)  # 0 bits kept gives a black image, not a ValueError (see the module)
         else:
-            tf = create_transform(
-                cfg["input_size"], is_training=False, interpolation=cfg["interpolation"], mean=cfg["mean"],
-                std=cfg["std"], crop_pct=cfg["crop_pct"],
-            )
+            tf = self.eval_transform(model)
         return ImageFolderDataset(data_dir, split, info["classes"], transform=tf,
                                   unreadable="substitute" if split == "train" else "leave_out")
 
@@ -153,6 +150,14 @@ class ClassificationTask(Task):
         from torch.utils.data import default_collate
 
         return LeaveOutCollate(default_collate, _no_images)
+
+    def eval_transform(self, model: nn.Module):
+        """The evaluation transform (resize, centre crop at ``crop_pct``, normalise): PIL image -> tensor."""
+        from timm.data import create_transform
+
+        cfg = self.data_config(model)
+        return create_transform(cfg["input_size"], is_training=False, interpolation=cfg["interpolation"],
+                                mean=cfg["mean"], std=cfg["std"], crop_pct=cfg["crop_pct"])
 
     def setup_training(self, model: nn.Module, info: dict[str, Any]) -> None:
         from timm.data import Mixup

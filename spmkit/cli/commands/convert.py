@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from spmkit.cli.errors import user_errors
-from spmkit.cli.options import SetOption
+from spmkit.cli.options import BlueprintSetAlias, ModelSetOption, model_overrides
 
 
 @user_errors
@@ -17,14 +17,15 @@ def convert(
     output: Annotated[str, typer.Option("--output", "-o", help="Where to write the spmkit state_dict (.pt).")],
     family: Annotated[Optional[str], typer.Option(help="swin or pvt_v2 (detected when omitted).")] = None,
     strict: Annotated[bool, typer.Option(help="Fail unless every parameter is loaded.")] = False,
-    set_: SetOption = None,
+    model_set: ModelSetOption = None,
+    set_: BlueprintSetAlias = None,
 ) -> None:
     """Convert timm weights for BLUEPRINT; parts the source lacks (e.g. SPM layers) keep a fresh init."""
     from spmkit.convert import load_timm_weights
     from spmkit.engine_io import save_atomic
     from spmkit.factory import create_model
 
-    model = create_model(blueprint, overrides=set_ or [])
+    model = create_model(blueprint, overrides=model_overrides(model_set, set_))
     report = load_timm_weights(model, checkpoint, family=family, strict=strict)
     save_atomic(model.state_dict(), output)
     typer.echo(f"wrote {output}: {len(model.state_dict()) - len(report.missing)} tensors loaded, "
