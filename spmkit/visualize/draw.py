@@ -52,7 +52,7 @@ def save_rows(rows: list[Row], output: str | Path, title: str = "") -> Path:
     import matplotlib.pyplot as plt
 
     ncols = max(len(r.panels) for r in rows)
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(2.3 * ncols, 2.5 * len(rows) + 0.3), squeeze=False)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(max(2.3 * ncols, 4.5), 2.5 * len(rows) + 0.3), squeeze=False)
     for r, row in enumerate(rows):
         for c in range(ncols):
             ax = axes[r][c]
