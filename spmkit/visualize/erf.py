@@ -1,9 +1,11 @@
 """Effective receptive field (Luo et al., NeurIPS 2016) of every stage.
 
-For each stage's map ``F`` (``forward_intermediates``) the gradient of ``sum_c F[:, c, h//2, w//2]`` (the
-centre cell, summed over channels) w.r.t. the input, absolute, summed over input channels and averaged
-over the batch; then the radius around that cell's centre (in input pixels) inside which 50% / 90% of
-the gradient mass lies. One forward, one backward per stage; parameters get no gradient.
+For each stage's map ``F`` (``forward_intermediates``) the gradient of ``sum_c relu(F[:, c, h//2, w//2])``
+(the centre cell) w.r.t. the input, absolute, summed over input channels and averaged over the batch;
+then the radius around that cell's centre (in input pixels) inside which 50% / 90% of the gradient mass
+lies. The ReLU is RepLKNet's (Ding et al., CVPR 2022): a plain channel sum is constant after a LayerNorm
+with unit weight (a stage norm), so its gradient would vanish. One forward, one backward per stage;
+parameters get no gradient.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def stage_erfs(model: nn.Module, x: torch.Tensor) -> list[np.ndarray]:
             out = []
             for i, f in enumerate(feats):
                 h, w = f.shape[-2:]
-                (g,) = torch.autograd.grad(f[:, :, h // 2, w // 2].sum(), x, retain_graph=i < len(feats) - 1)
+                (g,) = torch.autograd.grad(f[:, :, h // 2, w // 2].relu().sum(), x, retain_graph=i < len(feats) - 1)
                 out.append(g.abs().sum(1).mean(0).double().cpu().numpy())
         return out
     finally:
@@ -42,14 +44,15 @@ def centre_of(grid: tuple[int, int], image: tuple[int, int]) -> tuple[float, flo
     return tuple((g // 2 + 0.5) * s / g - 0.5 for g, s in zip(grid, image))  # type: ignore[return-value]
 
 
-def mass_radius(erf: np.ndarray, centre: tuple[float, float], fractions=(0.5, 0.9)) -> list[float]:
-    """Smallest Euclidean distance from ``centre`` (pixels) within which each fraction of the mass lies."""
+def mass_radius(erf: np.ndarray, centre: tuple[float, float], fractions=(0.5, 0.9)) -> list[float | None]:
+    """Smallest Euclidean distance from ``centre`` (pixels) within which each fraction of the mass lies
+    (None when there is no gradient at all)."""
     yy, xx = np.mgrid[0 : erf.shape[0], 0 : erf.shape[1]]
     d = np.hypot(yy - centre[0], xx - centre[1]).ravel()
     order = np.argsort(d, kind="stable")
     total = erf.sum()
     if total <= 0:
-        return [float("nan")] * len(fractions)
+        return [None] * len(fractions)
     cum = np.cumsum(erf.ravel()[order]) / total
     return [float(d[order][min(np.searchsorted(cum, f), len(cum) - 1)]) for f in fractions]
 
@@ -82,6 +85,11 @@ class EffectiveReceptiveField(Kind):
             c = centre_of(grid, image_hw)
             r50, r90 = mass_radius(a, c)
             coarse, cell = _coarse(a)
+            if r50 is None or r90 is None:
+                stages.append(dict(stage=i + 1, reduction=red, grid=list(grid), centre=[round(v, 2) for v in c],
+                                   r50=None, r90=None, map=coarse, map_cell_px=cell))
+                panels.append(Panel(f"stage {i + 1}: no gradient reaches the input", heat=a, cmap="magma"))
+                continue
             stages.append(dict(stage=i + 1, reduction=red, grid=list(grid), centre=[round(v, 2) for v in c],
                                r50=round(r50, 2), r90=round(r90, 2), map=coarse, map_cell_px=cell))
             shown = np.log10(1 + 1000 * a / max(a.max(), 1e-300)) / 3  # log scale: the tails show

@@ -58,5 +58,5 @@ def visualize(
     typer.echo(f"{kind}: wrote {result.output}")
     for m in result.data["models"]:
         for s in m.get("stages", []):
-            if "r50" in s:
+            if s.get("r50") is not None:
                 typer.echo(f"  {m['label']:>20} stage {s['stage']}: r50 {s['r50']:6.1f} px  r90 {s['r90']:6.1f} px")
