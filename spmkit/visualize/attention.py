@@ -115,6 +115,11 @@ def guide_maps(site: Site, rec: dict[str, Any], query: tuple[float, float]) -> d
                 window=(qy // win, qx // win), window_weights=p[:, qy // win, qx // win])
 
 
+def _range(t: torch.Tensor) -> str:
+    """The colour scale's ends: colours stretch over them, so near-uniform maps still show structure."""
+    return f"[{float(t.min()):.3g}, {float(t.max()):.3g}]"
+
+
 def _entropy(p: torch.Tensor) -> list[float]:
     return [round(float(v), 4) for v in -(p.clamp_min(1e-30).log() * p).sum(-1)]
 
@@ -142,17 +147,17 @@ class AttentionMaps(Kind):
         (qy, qx), (h, w) = r["token"], r["grid"]
         marker = ((qy + 0.5) * size[0] / h - 0.5, (qx + 0.5) * size[1] / w - 0.5)
         rows, per_image = [], []
-        what = f"{site.where()} ({site.label})"
+        what = f"{site.where()}\n{site.label}"
         for j in range(inputs.tensor.shape[0]):
             name = inputs.names[j] if j < len(inputs.names) else f"input {j + 1}"
             img = None if inputs.rgb is None else inputs.rgb[j]
             maps = r["maps"][j].cpu()  # [heads, kh, kw]
             mean = maps.mean(0)
-            panels = [Panel(f"{what}\nmean of {maps.shape[0]} heads", image=img, heat=mean.numpy(), marker=marker,
-                            cmap="jet")]
+            panels = [Panel(f"{what}\nmean of {maps.shape[0]} heads {_range(mean)}", image=img, heat=mean.numpy(),
+                            marker=marker, cmap="jet")]
             if gle:
                 guide = r["guide"][j].cpu()
-                panels.append(Panel(f"guide's weight on itself\n(mean {float(guide.mean()):.2f})", image=img,
+                panels.append(Panel(f"guide's weight on itself\n{_range(guide.mean(0))}", image=img,
                                     heat=guide.mean(0).numpy(), cmap="jet"))
                 ww = r["window_weights"][j].cpu()  # [heads, 1 + w*w]
                 entry = dict(image=name, query_window=list(r["window"]),
@@ -170,7 +175,8 @@ class AttentionMaps(Kind):
                                                          [round(float(v), 4) for v in other]},
                              map=np.round(mean.double().numpy(), 5).tolist())
             for hd in range(min(MAX_HEADS_SHOWN, maps.shape[0]) if maps.shape[0] > 1 else 0):
-                panels.append(Panel(f"head {hd + 1}", image=img, heat=maps[hd].numpy(), marker=marker, cmap="jet"))
+                panels.append(Panel(f"head {hd + 1} {_range(maps[hd])}", image=img, heat=maps[hd].numpy(),
+                                    marker=marker, cmap="jet"))
             rows.append(Row(label if len(inputs.names) <= 1 else f"{label}\n{name}", panels))
             per_image.append(entry)
         site_info = dict(stage=site.stage, block=site.block, module=site.name, type=site.label)

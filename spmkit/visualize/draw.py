@@ -31,9 +31,9 @@ def _draw_panel(ax, p: Panel) -> None:
         return
     if p.heat is not None:
         heat = _stretch(p.heat, hw) if p.heat.shape != tuple(hw) else p.heat
-        ax.imshow(heat, cmap=p.cmap, alpha=0.6 if p.image is not None else 1.0, interpolation="nearest")
+        ax.imshow(heat, cmap=p.cmap, alpha=0.6 if p.image is not None else 1.0, interpolation="nearest", vmin=p.vmin)
     if p.points is not None and len(p.points):
-        ax.scatter(p.points[:, 1], p.points[:, 0], s=2, c="cyan", linewidths=0)
+        ax.scatter(p.points[:, 1], p.points[:, 0], s=2 if len(p.points) < 1000 else 0.5, c="cyan", linewidths=0)
     if p.highlight is not None and len(p.highlight):
         ax.scatter(p.highlight[:, 1], p.highlight[:, 0], s=30, c="red", marker="x", linewidths=1.5)
     if p.marker is not None:

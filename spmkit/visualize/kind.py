@@ -50,6 +50,7 @@ class Panel:
     image: np.ndarray | None = None  # [H, W, 3] floats in 0..1
     heat: np.ndarray | None = None  # [h, w], stretched over the image
     cmap: str = "inferno"
+    vmin: float | None = None  # colour scale floor (None: the map's minimum)
     points: np.ndarray | None = None  # [K, 2] (y, x) in image pixels
     highlight: np.ndarray | None = None  # [K, 2] (y, x) in image pixels, drawn large
     marker: tuple[float, float] | None = None  # (y, x) in image pixels

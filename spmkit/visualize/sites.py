@@ -45,7 +45,7 @@ def find_sites(model: nn.Module, targets: tuple[type[nn.Module], ...]) -> list[S
                     if label == type(m).__name__:  # an unregistered layer: name the component holding it
                         owner = next((o for o in part.modules() if m in set(o.modules())
                                       and component_name(o) != type(o).__name__), part)
-                        label = f"{component_name(owner)} / {label}"
+                        label = f"{component_name(owner)} / {label}"  # e.g. merging spm / GuidedLocalEnhancement
                     out.append(Site(i + 1, block, f"{prefix}.{name}" if name else prefix, m, label))
     return out
 

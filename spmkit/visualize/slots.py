@@ -64,10 +64,12 @@ class SlotAssignments(Kind):
             hard_share = np.bincount(hard, minlength=num) / len(hard)
             colours = palette[hard].reshape(h, w, 3)
             shown = colours if img is None else 0.45 * _stretch_rgb(colours, img.shape[:2]) + 0.55 * img
-            panels = [Panel(f"{site.where()}: most likely slot\n({num} slots, {h}x{w})", image=shown)]
+            panels = [Panel(f"{site.where()}: most likely slot\n({num} slots, {h}x{w} tokens)", image=shown)]
             for s in np.argsort(-share, kind="stable")[:MAX_SLOTS_SHOWN]:
-                panels.append(Panel(f"slot {s + 1}: {100 * share[s]:.0f}% of the mass", image=img,
-                                    heat=a[:, s].reshape(h, w), cmap="viridis"))
+                col = a[:, s]
+                panels.append(Panel(f"slot {s + 1}: {100 * share[s]:.1f}% of the mass\n"
+                                    f"[{col.min():.3g}, {col.max():.3g}]", image=img,
+                                    heat=col.reshape(h, w), cmap="viridis"))
             rows.append(Row(label if len(inputs.names) <= 1 else f"{label}\n{name}", panels))
             per_image.append(dict(image=name, share=np.round(share, 4).tolist(),
                                   hard_share=np.round(hard_share, 4).tolist(), argmax=hard.reshape(h, w).tolist()))
