@@ -196,3 +196,24 @@ def test_cli_draws_an_image_file(tmp_path: Path) -> None:
     m = data["models"][0]
     assert m["site"]["block"] == "merging" and m["query"]["token"] == [4, 12] and out.is_file()
     assert m["images"][0]["query_window"] == [2, 6]
+
+
+def test_checkpoint_weights_are_the_ones_drawn(tmp_path: Path) -> None:
+    from spmkit.engine.checkpoint import save_checkpoint
+    from spmkit.visualize.source import from_checkpoint
+
+    model = from_blueprint("tiny_lit").model
+    with torch.no_grad():  # learned offsets, unlike a fresh DTM's zeros
+        torch.nn.init.normal_(model.stages[1].downsample.dconv.conv_offset.weight, std=0.5)
+    path = tmp_path / "best.pt"
+    save_checkpoint({"task": "classification", "model_spec": {"blueprint": "tiny_lit", "overrides": []},
+                     "blueprint": None, "recipe": {}, "data_info": {"num_classes": 10, "classes": list("abcdefghij")},
+                     "model": model.state_dict(), "ema": None}, path)
+    loaded = from_checkpoint(path).model
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    res = runner.invoke(app, ["visualize", "offsets", "--checkpoint", str(path), "--stage", "2", "--json",
+                              "-o", str(tmp_path / "o.png")])
+    assert res.exit_code == 0, res.output
+    layer = json.loads(res.stdout)["models"][0]["layers"][0]
+    assert layer["stage"] == 2 and layer["images"][0]["mean_abs_offset"] > 0.01
+    assert layer["images"][0]["query_px"] != layer["regular_px"]

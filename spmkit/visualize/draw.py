@@ -52,7 +52,8 @@ def save_rows(rows: list[Row], output: str | Path, title: str = "") -> Path:
     import matplotlib.pyplot as plt
 
     ncols = max(len(r.panels) for r in rows)
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(max(2.3 * ncols, 4.5), 2.5 * len(rows) + 0.3), squeeze=False)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(max(2.3 * ncols, 4.5), 2.5 * len(rows) + 0.4),
+                             squeeze=False, layout="constrained")
     for r, row in enumerate(rows):
         for c in range(ncols):
             ax = axes[r][c]
@@ -64,7 +65,6 @@ def save_rows(rows: list[Row], output: str | Path, title: str = "") -> Path:
                         ha="right", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, format="png", dpi=90)
