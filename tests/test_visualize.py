@@ -217,3 +217,25 @@ def test_checkpoint_weights_are_the_ones_drawn(tmp_path: Path) -> None:
     layer = json.loads(res.stdout)["models"][0]["layers"][0]
     assert layer["stage"] == 2 and layer["images"][0]["mean_abs_offset"] > 0.01
     assert layer["images"][0]["query_px"] != layer["regular_px"]
+
+
+def test_gle_maps_are_the_same_when_gle_processes_windows_in_chunks() -> None:
+    from spmkit.visualize.attention import guide_maps
+
+    model = from_blueprint("tiny_pvt_spm").model
+    site = select_site(find_sites(model, KINDS.get("attention").targets), 2, "merging", "attention")
+    x = torch.randn(2, 3, 64, 64)
+    maps, threads = [], torch.get_num_threads()
+    torch.set_num_threads(1)  # GLE chunks only on one CPU thread
+    try:
+        for chunk in (0, 64):  # 0: one call; 64 elements: one window row per GuideAttention call
+            site.module.cpu_chunk_elements = chunk
+            with torch.no_grad(), capture_site(site) as rec:
+                model(x)
+            maps.append(guide_maps(site, rec, (0.5, 0.5)))
+            assert len(rec["probs"]) == (1 if chunk == 0 else 2 * 8)
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(maps[0]["maps"], maps[1]["maps"])
+    torch.testing.assert_close(maps[0]["guide"], maps[1]["guide"])
+    assert maps[0]["window"] == (4, 4) and maps[0]["maps"].shape == (2, 8, 16, 16)

@@ -74,7 +74,7 @@ def token_maps(site: Site, rec: dict[str, Any], query: tuple[float, float]) -> d
     """Per image, the query's attention ``[B, heads, kh, kw]`` over its key grid, the weight on keys that
     are not grid cells (class tokens, window padding) ``[B, heads]``, and the query's token and grid."""
     m = site.module
-    probs = torch.cat(rec["probs"]) if isinstance(m, WindowAttention) else rec["probs"][0]
+    probs = (torch.cat(rec["probs"]) if isinstance(m, WindowAttention) else rec["probs"][0]).cpu()
     (h, w), n = rec["shapes"][0]
     qy, qx = _query_token(query, (h, w))
     t = qy * w + qx
@@ -103,7 +103,7 @@ def token_maps(site: Site, rec: dict[str, Any], query: tuple[float, float]) -> d
 def guide_maps(site: Site, rec: dict[str, Any], query: tuple[float, float]) -> dict[str, Any]:
     """GLE: per image the weight each window token gets from its guide ``[B, heads, H, W]``, the guide's
     weight on itself ``[B, heads, Ho, Wo]``, and the query's window."""
-    probs = torch.cat(rec["probs"])  # [B*Ho*Wo, heads, 1 + w*w]
+    probs = torch.cat(rec["probs"]).cpu()  # [B*Ho*Wo, heads, 1 + w*w]
     (b, _, h, w), (_, ho, wo, _) = rec["shapes"][0]
     win = site.module.window
     heads = probs.shape[1]
