@@ -12,7 +12,7 @@ import torch
 
 from spmkit.errors import SpmkitError
 from spmkit.visualize.draw import save_rows
-from spmkit.visualize.kind import Inputs, Options, require_kind
+from spmkit.visualize.kind import KINDS, Inputs, Options, require_kind
 from spmkit.visualize.source import LoadedModel, builtin_image, from_blueprint, from_checkpoint, normalise, read_image
 
 
@@ -75,6 +75,10 @@ def visualize(
         raise SpmkitError("give either --checkpoint RUN/best.pt or --blueprint NAME, not both or neither.")
     if str(output).lower().endswith((".json", ".jpg", ".jpeg")):
         raise SpmkitError(f"-o {output}: visualize writes a PNG; give a .png path.")
+    KINDS.get(kind)  # an unknown kind fails before any model is built
+    if not all(0.0 <= q <= 1.0 for q in opts.query):
+        raise SpmkitError(f"--query Y X takes fractions of the image height and width in 0..1 (0.5 0.5 is the "
+                          f"centre); got {opts.query[0]:g} {opts.query[1]:g}.")
     dev = _device(device)
     main: LoadedModel = (from_blueprint(blueprint, overrides, opts.seed) if blueprint is not None
                          else from_checkpoint(checkpoint))  # type: ignore[arg-type]
