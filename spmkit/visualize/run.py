@@ -75,6 +75,8 @@ def visualize(
         raise SpmkitError("give either --checkpoint RUN/best.pt or --blueprint NAME, not both or neither.")
     if str(output).lower().endswith((".json", ".jpg", ".jpeg")):
         raise SpmkitError(f"-o {output}: visualize writes a PNG; give a .png path.")
+    if checkpoint is not None and overrides:
+        raise SpmkitError("--set changes a blueprint; a checkpoint's model is drawn as it was trained.")
     KINDS.get(kind)  # an unknown kind fails before any model is built
     if not all(0.0 <= q <= 1.0 for q in opts.query):
         raise SpmkitError(f"--query Y X takes fractions of the image height and width in 0..1 (0.5 0.5 is the "
