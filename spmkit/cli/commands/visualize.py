@@ -42,14 +42,12 @@ def visualize(
     seed: Annotated[int, typer.Option("--seed", help="seed of fresh weights and random inputs")] = 0,
     json_: JsonOption = False,
 ) -> None:
-    """Draw KIND for --blueprint or --checkpoint into -o OUT.png; --json prints the numbers (and writes
-    them to OUT.json)."""
+    """Draw KIND for --blueprint or --checkpoint into -o OUT.png; --json prints the numbers behind it."""
     from spmkit.visualize import Options, visualize as run
 
     opts = Options(size=size, samples=samples, stage=stage, block=block, query=tuple(query), seed=seed)
     result = run(kind, output, blueprint=blueprint, checkpoint=checkpoint, images=list(images or []),
-                 compare=list(compare or []), overrides=list(set_ or []), device=device, options=opts,
-                 json_output=output.with_suffix(".json") if json_ else None)
+                 compare=list(compare or []), overrides=list(set_ or []), device=device, options=opts)
     for note in result.notes:
         err_console.print(note, markup=False)
     if json_:
