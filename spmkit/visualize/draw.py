@@ -52,7 +52,7 @@ def save_rows(rows: list[Row], output: str | Path, title: str = "") -> Path:
     import matplotlib.pyplot as plt
 
     ncols = max(len(r.panels) for r in rows)
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(max(2.3 * ncols, 4.5), 2.5 * len(rows) + 0.4),
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(max(2.6 * ncols, 5.5), 2.7 * len(rows) + 0.5),
                              squeeze=False, layout="constrained")
     for r, row in enumerate(rows):
         for c in range(ncols):
@@ -61,7 +61,8 @@ def save_rows(rows: list[Row], output: str | Path, title: str = "") -> Path:
                 _draw_panel(ax, row.panels[c])
             else:
                 ax.set_axis_off()
-        axes[r][0].text(-0.08, 0.5, row.label, transform=axes[r][0].transAxes, rotation=90, va="center",
+        label = "\n".join(ln if len(ln) <= 32 else "..." + ln[-29:] for ln in row.label.splitlines())
+        axes[r][0].text(-0.08, 0.5, label, transform=axes[r][0].transAxes, rotation=90, va="center",
                         ha="right", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)

@@ -62,7 +62,9 @@ def from_checkpoint(path: str | Path, use_ema: bool = False) -> LoadedModel:
         model.load_state_dict(sd)
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit the model: {str(e).splitlines()[0]}") from None
-    return LoadedModel(str(path), find_backbone(model).eval())
+    path = Path(path)
+    label = f"{path.parent.name}/{path.name}" if path.parent.name else path.name  # RUN/best.pt
+    return LoadedModel(label, find_backbone(model).eval())
 
 
 def builtin_image(size: int) -> np.ndarray:
