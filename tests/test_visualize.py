@@ -88,7 +88,7 @@ def test_kind_on_tiny_blueprint(kind: str, bp: str, tmp_path: Path) -> None:
     x = normalise(builtin_image(64)[None], model)
     with torch.no_grad():
         before = model(x)
-        with k.capture(model, opts, (64, 64)) as rec:
+        with k.capture(model, opts) as rec:
             during = model(x)
         after = model(x)
     assert torch.equal(before, during) and torch.equal(before, after)  # capture changes nothing
@@ -107,11 +107,11 @@ def test_erf_is_the_exact_receptive_field_of_a_conv_only_model(tmp_path: Path) -
     path = tmp_path / "conv_only.yaml"
     path.write_text(CONV_ONLY)
     model = from_blueprint(str(path)).model
-    radii = []
-    for i, a in enumerate(stage_erfs(model, torch.randn(2, 3, 64, 64))):
+    for i, (a, grid_hw) in enumerate(stage_erfs(model, torch.randn(2, 3, 64, 64))):
         side = 4 * 2**i  # 4x4 patches, then 2x2 merging per stage
         ys, xs = (a > 0).nonzero()
         grid = 64 // side
+        assert grid_hw == (grid, grid)
         lo = (grid // 2) * side
         assert (ys.min(), ys.max(), xs.min(), xs.max()) == (lo, lo + side - 1, lo, lo + side - 1)
         assert (a > 0).sum() == side * side

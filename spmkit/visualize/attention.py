@@ -131,7 +131,7 @@ class AttentionMaps(Kind):
     targets = (GlobalAttention, SpatialReductionAttention, WindowAttention, GuidedLocalEnhancement)
     needs = "global, spatial-reduction (sra) or window attention mixer, nor a GLE merging (spm, gle_only)"
 
-    def capture(self, model: nn.Module, opts: Options, image_hw: tuple[int, int]):
+    def capture(self, model: nn.Module, opts: Options):
         return capture_site(self.site(model, opts))
 
     def site(self, model: nn.Module, opts: Options) -> Site:

@@ -19,8 +19,9 @@ from torch import nn
 from spmkit.visualize.kind import KINDS, Inputs, Kind, Options, Panel, Row
 
 
-def stage_erfs(model: nn.Module, x: torch.Tensor) -> list[np.ndarray]:
-    """Per stage, the ``[H, W]`` mean absolute input gradient of the centre output (float64)."""
+def stage_erfs(model: nn.Module, x: torch.Tensor) -> list[tuple[np.ndarray, tuple[int, int]]]:
+    """Per stage, the ``[H, W]`` mean absolute input gradient of the centre output (float64) and the
+    stage's map size ``(h, w)``."""
     flags = [p.requires_grad for p in model.parameters()]
     try:
         for p in model.parameters():
@@ -32,7 +33,7 @@ def stage_erfs(model: nn.Module, x: torch.Tensor) -> list[np.ndarray]:
             for i, f in enumerate(feats):
                 h, w = f.shape[-2:]
                 (g,) = torch.autograd.grad(f[:, :, h // 2, w // 2].relu().sum(), x, retain_graph=i < len(feats) - 1)
-                out.append(g.abs().sum(1).mean(0).double().cpu().numpy())
+                out.append((g.abs().sum(1).mean(0).double().cpu().numpy(), (h, w)))
         return out
     finally:
         for p, flag in zip(model.parameters(), flags):
@@ -79,9 +80,8 @@ class EffectiveReceptiveField(Kind):
         image_hw = tuple(inputs.tensor.shape[-2:])
         erfs = stage_erfs(model, inputs.tensor)
         panels, stages = [], []
-        for i, (a, info) in enumerate(zip(erfs, model.feature_info)):
+        for i, ((a, grid), info) in enumerate(zip(erfs, model.feature_info)):
             red = int(info["reduction"])
-            grid = (-(-image_hw[0] // red), -(-image_hw[1] // red))
             c = centre_of(grid, image_hw)
             r50, r90 = mass_radius(a, c)
             coarse, cell = _coarse(a)

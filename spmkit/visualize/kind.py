@@ -88,7 +88,7 @@ class Kind:
     def available(self, model: nn.Module) -> bool:
         return not self.targets or any(isinstance(m, self.targets) for m in model.modules())
 
-    def capture(self, model: nn.Module, opts: Options, image_hw: tuple[int, int]) -> ContextManager[Any]:
+    def capture(self, model: nn.Module, opts: Options) -> ContextManager[Any]:
         """A context within which forwards of ``model`` record what the kind draws (outputs unchanged)."""
         return nullcontext([])
 

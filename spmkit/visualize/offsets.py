@@ -59,7 +59,7 @@ class DeformableOffsets(Kind):
                     for s in sites]
             yield recs
 
-    def capture(self, model: nn.Module, opts: Options, image_hw: tuple[int, int]):
+    def capture(self, model: nn.Module, opts: Options):
         return self._capture(self.sites(model, opts))
 
     def compute(self, model: nn.Module, label: str, inputs: Inputs, opts: Options) -> tuple[list[Row], dict[str, Any]]:

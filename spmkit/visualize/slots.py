@@ -41,7 +41,7 @@ class SlotAssignments(Kind):
     def site(self, model: nn.Module, opts: Options) -> Site:
         return select_site(find_sites(model, self.targets), opts.stage, opts.block, "GLMix mixer")
 
-    def capture(self, model: nn.Module, opts: Options, image_hw: tuple[int, int]):
+    def capture(self, model: nn.Module, opts: Options):
         return record(self.site(model, opts).module, lambda m, a, k, o: slot_logits(m, a, k))
 
     def compute(self, model: nn.Module, label: str, inputs: Inputs, opts: Options) -> tuple[list[Row], dict[str, Any]]:
