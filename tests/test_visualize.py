@@ -211,7 +211,7 @@ def test_checkpoint_weights_are_the_ones_drawn(tmp_path: Path) -> None:
     path = tmp_path / "best.pt"
     save_checkpoint({"task": "classification", "model_spec": {"blueprint": "tiny_lit", "overrides": []},
                      "blueprint": None, "recipe": {}, "data_info": {"num_classes": 10, "classes": list("abcdefghij")},
-                     "model": model.state_dict(), "ema": None}, path)
+                     "model": model.state_dict(), "ema": None, "epoch": 1, "batch_in_epoch": 0, "step": 1}, path)
     loaded = from_checkpoint(path).model
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
     res = runner.invoke(app, ["visualize", "offsets", "--checkpoint", str(path), "--stage", "2", "--json",

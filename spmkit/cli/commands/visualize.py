@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from spmkit.cli.errors import err_console, user_errors
-from spmkit.cli.options import JsonOption, SetOption
+from spmkit.cli.options import DeviceOption, DevicesAlias, JsonOption, ModelSetOption, SeedOption, pick_device
 
 KIND_HELP = "erf, features, attention, slots or offsets"
 
@@ -30,8 +30,9 @@ def visualize(
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="spmkit run checkpoint")] = None,
     compare: Annotated[Optional[list[str]], typer.Option("--compare", help="another blueprint drawn as a row "
                                                                           "below (repeatable)")] = None,
-    set_: SetOption = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda")] = "auto",
+    set_: ModelSetOption = None,
+    device: DeviceOption = None,
+    devices: DevicesAlias = None,
     size: Annotated[Optional[int], typer.Option("--size", help="input size (default: the model's img_size)")] = None,
     samples: Annotated[int, typer.Option("--samples", help="erf: random inputs averaged without IMAGE")] = 2,
     stage: Annotated[Optional[int], typer.Option("--stage", help="attention/slots/offsets: stage, 1-based")] = None,
@@ -39,15 +40,16 @@ def visualize(
                                                                 "or 'merging' (GLE)")] = None,
     query: Annotated[tuple[float, float], typer.Option("--query", help="attention/offsets: query point Y X as "
                                                                       "fractions of the image (0..1)")] = (0.5, 0.5),
-    seed: Annotated[int, typer.Option("--seed", help="seed of fresh weights and random inputs")] = 0,
+    seed: SeedOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Draw KIND for --blueprint or --checkpoint into -o OUT.png; --json prints the numbers behind it."""
     from spmkit.visualize import Options, visualize as run
 
-    opts = Options(size=size, samples=samples, stage=stage, block=block, query=tuple(query), seed=seed)
+    opts = Options(size=size, samples=samples, stage=stage, block=block, query=tuple(query),
+                   seed=0 if seed is None else seed)
     result = run(kind, output, blueprint=blueprint, checkpoint=checkpoint, images=list(images or []),
-                 compare=list(compare or []), overrides=list(set_ or []), device=device, options=opts)
+                 compare=list(compare or []), overrides=list(set_ or []), device=pick_device(device, devices), options=opts)
     for note in result.notes:
         err_console.print(note, markup=False)
     if json_:
