@@ -1,0 +1,132 @@
+"""``spmkit sweep``: the grid, invalid variants, costs equal to ``spmkit build``, profiling, the lock, sweep files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import pytest
+from conftest import all_blueprint_files
+from typer.testing import CliRunner
+
+from spmkit.blueprint import list_blueprints, load_blueprint
+from spmkit.cli.app import app
+from spmkit.sweep import SweepError, expand, list_sweeps, load_sweep_file
+from spmkit.sweep.lock import SweepLock
+
+runner = CliRunner()
+FAST_PROFILE = ["--repeats", "2", "--warmup", "0", "--profile-batch-size", "2", "--no-memory"]
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _build_json(name: str, *overrides: str) -> dict:
+    args = ["build", name, "--json"]
+    for o in overrides:
+        args += ["--set", o]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def test_profile_only_rows_equal_build(tmp_path: Path) -> None:
+    out = tmp_path / "S"
+    res = runner.invoke(app, ["sweep", "tiny_pvt", "--vary", "merging.type=conv,spm", "--vary", "stages.1.depth=1,2",
+                              "--profile-only", "--device", "cpu", "--output", str(out), *FAST_PROFILE])
+    assert res.exit_code == 0, res.output
+    rows = _csv(out / "results.csv")
+    assert [(r["merging.type"], r["stages.1.depth"]) for r in rows] == [
+        ("conv", "1"), ("conv", "2"), ("spm", "1"), ("spm", "2")]
+    for r in rows:
+        built = _build_json("tiny_pvt", f"merging.type={r['merging.type']}", f"stages.1.depth={r['stages.1.depth']}")
+        assert (int(r["params"]), int(r["macs"])) == (built["params"], built["macs"])
+        assert float(r["latency_ms"]) > 0 and float(r["throughput"]) > 0
+        assert int(r["delta_params"]) == int(r["params"]) - int(rows[0]["params"])
+    assert len({r["params"] for r in rows}) == 4
+    md = (out / "results.md").read_text()
+    assert "first value of every axis" in md and "| spm | 2 |" in md
+    cached = json.loads((out / "profile.json").read_text())
+    assert len(next(iter(cached.values()))) == 4
+
+
+def test_dry_run_full_size_in_seconds_and_writes_nothing(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    t0 = time.perf_counter()
+    res = runner.invoke(app, ["sweep", "pvt_tiny", "--vary", "merging.type=conv,spm", "--vary", "stages.2.depth=2,4",
+                              "--dry-run", "--json"])
+    elapsed = time.perf_counter() - t0
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)["rows"]
+    got = {(r["merging.type"], r["stages.2.depth"]): r["params"] for r in rows}
+    assert len(got) == 4
+    # the official counts of PVT v1 Tiny and PVT-Tiny + SPM (the blueprints' references)
+    assert got[("conv", "2")] == 13_229_288 and got[("spm", "2")] == 14_029_480
+    assert got[("spm", "4")] > got[("conv", "4")] > got[("conv", "2")]
+    assert elapsed < 30, elapsed
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_invalid_combinations_listed_and_skipped() -> None:
+    res = runner.invoke(app, ["sweep", "tiny_pvt", "--vary", "merging.type=conv,bogus", "--vary", "stages.1.heads=2,3",
+                              "--dry-run", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert [(r["merging.type"], r["stages.1.heads"]) for r in data["rows"]] == [("conv", "2")]
+    reasons = {d["variant"]: d["reason"] for d in data["invalid"]}
+    assert set(reasons) == {"merging.type=conv stages.1.heads=3", "merging.type=bogus stages.1.heads=2",
+                            "merging.type=bogus stages.1.heads=3"}
+    assert "not divisible by heads 3" in reasons["merging.type=conv stages.1.heads=3"]
+    assert "unknown merging 'bogus'" in reasons["merging.type=bogus stages.1.heads=2"]
+    assert "skipped, invalid: merging.type=bogus stages.1.heads=2" in res.output  # listed before running
+
+
+def test_zip_pairs_values_and_needs_equal_lengths() -> None:
+    res = runner.invoke(app, ["sweep", "tiny_pvt", "--zip", "--vary", "stages.1.depth=1,2",
+                              "--vary", "stages.2.depth=2,1", "--dry-run", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)["rows"]
+    assert [(r["stages.1.depth"], r["stages.2.depth"]) for r in rows] == [("1", "2"), ("2", "1")]
+    res = runner.invoke(app, ["sweep", "tiny_pvt", "--zip", "--vary", "stages.1.depth=1,2",
+                              "--vary", "stages.2.depth=1", "--dry-run"])
+    assert res.exit_code == 2 and "same number of values" in res.output
+
+
+def test_second_sweep_cannot_write_a_locked_folder(tmp_path: Path) -> None:
+    out = tmp_path / "S"
+    with SweepLock(out):
+        res = runner.invoke(app, ["sweep", "tiny_pvt", "--vary", "merging.type=conv,spm", "--profile-only",
+                                  "--device", "cpu", "--output", str(out), *FAST_PROFILE])
+        assert res.exit_code == 2
+        assert "being written by another sweep" in res.output
+        assert not (out / "results.csv").exists()
+        with pytest.raises(SweepError):
+            SweepLock(out).acquire()
+    SweepLock(out).acquire().release()  # free again once the holder is done
+
+
+def test_shipped_merging_sweep_equals_the_ablation_blueprints() -> None:
+    spec = load_sweep_file(list_sweeps()["pvt_tiny_merging"])
+    variants = expand(spec)
+    assert [dict(v.values)["merging.type"] for v in variants] == ["conv", "msa_only", "gle_only", "spm"]
+    skip = {"name", "description", "reference"}
+    for v in variants:
+        got = load_blueprint(v.base, v.blueprint_overrides).model_dump(mode="json", exclude=skip)
+        want = load_blueprint(f"pvt_tiny_{dict(v.values)['merging.type']}").model_dump(mode="json", exclude=skip)
+        assert got == want, v.label
+    # sweep files are not blueprints
+    assert "pvt_tiny_merging" not in list_blueprints()
+    assert not any(p.parent.name == "sweeps" for p in all_blueprint_files())
+
+
+def test_sweep_file_errors_name_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: tiny_pvt\naxes: {merging.type: []}\nepochs: 3\n")
+    res = runner.invoke(app, ["sweep", str(bad), "--dry-run"])
+    assert res.exit_code == 2
+    assert "axes" in res.output and "has no values" in res.output
+    assert "epochs: unknown key" in res.output
