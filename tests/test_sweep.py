@@ -130,3 +130,53 @@ def test_sweep_file_errors_name_the_field(tmp_path: Path) -> None:
     assert res.exit_code == 2
     assert "axes" in res.output and "has no values" in res.output
     assert "epochs: unknown key" in res.output
+
+
+# -- training ------------------------------------------------------------------------------------------------
+
+def _train_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["sweep", "tiny_pvt", "--vary", "merging.type=conv,spm", "--data", str(data), "--epochs", "1",
+            "--output", str(out), "--device", "cpu", "--set", "img_size=32", "--batch-size", "4",
+            "--recipe-set", "workers=0", "--recipe-set", "warmup_epochs=0", "--recipe-set", "ckpt_every_steps=1",
+            "--recipe-set", "log_every_steps=1", "--jobs", "2", *extra]
+
+
+def test_train_kill_resume_and_skip(tmp_path: Path, monkeypatch) -> None:
+    import torch
+    from imagefolder_util import make_imagefolder
+
+    from spmkit.engine.trainer import FAULT_ENV
+
+    data = make_imagefolder(tmp_path / "data", classes=3, train_per_class=4, val_per_class=2)
+    out = tmp_path / "S"
+    monkeypatch.setenv(FAULT_ENV, "2")  # every training process is SIGKILLed after its 2nd of 3 steps
+    res = runner.invoke(app, _train_args(data, out))
+    assert res.exit_code == 2 and "2 run(s) failed" in res.output, res.output
+    runs = sorted((out / "runs").iterdir())
+    assert len(runs) == 2
+    for run in runs:
+        assert torch.load(run / "last.pt", map_location="cpu", weights_only=True)["step"] == 2
+        assert not (run / "result.json").exists()
+    assert {r["status"] for r in _csv(out / "results.csv")} == {"failed"}
+
+    monkeypatch.delenv(FAULT_ENV)
+    res = runner.invoke(app, _train_args(data, out))
+    assert res.exit_code == 0, res.output
+    for run in runs:
+        assert "resumed" in (run / "train.log").read_text()  # from the checkpoint, not from scratch
+        steps = [json.loads(ln)["step"] for ln in (run / "steps.jsonl").read_text().splitlines()]
+        assert steps == [1, 2, 3]
+    rows = _csv(out / "results.csv")
+    assert [r["merging.type"] for r in rows] == ["conv", "spm"] and {r["status"] for r in rows} == {"ok"}
+    for r in rows:
+        assert 0.0 <= float(r["top1"]) <= 100.0
+        built = _build_json("tiny_pvt", "img_size=32", f"merging.type={r['merging.type']}")
+        assert int(r["params"]) == built["params"]
+    assert (out / "top1_vs_gmacs.png").stat().st_size > 0 and (out / "top1_vs_params.png").is_file()
+
+    before = {run: ((run / "last.pt").stat().st_mtime_ns, (run / "train.log").read_text()) for run in runs}
+    res = runner.invoke(app, _train_args(data, out))
+    assert res.exit_code == 0, res.output
+    assert "trained 0 run(s), skipped 2 finished" in res.output
+    assert before == {run: ((run / "last.pt").stat().st_mtime_ns, (run / "train.log").read_text()) for run in runs}
+    assert _csv(out / "results.csv") == rows

@@ -120,8 +120,8 @@ def _fmt(col: str, value: Any) -> str:
     sign = "+" if delta else ""
     if name == "params":
         return f"{value / 1e6:{sign}.3f} M"
-    if name == "macs":
-        return f"{value / 1e9:{sign}.3f} G"
+    if name == "macs":  # MACs, not parameters: a G or M suffix with the unit
+        return f"{value / 1e9:{sign}.3f} GMACs" if abs(value) >= 1e8 else f"{value / 1e6:{sign}.2f} MMACs"
     if name in ("runs",):
         return str(value)
     return f"{value:{sign}.2f}"

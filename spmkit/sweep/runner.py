@@ -166,7 +166,7 @@ def _run_locked(spec: SweepSpec, opts: SweepOptions, grid: Grid, costs: dict[str
             planned[v.index] = len(runs)
             for run in runs:
                 folder = out / "runs" / run.folder_name
-                index_of[str(folder)] = v.index
+                index_of[str(folder.resolve())] = v.index
                 result = read_result(folder)
                 if result is None and finished_metrics(folder) is not None:
                     result = {"status": "ok", **finished_metrics(folder)}  # type: ignore[dict-item]
@@ -175,7 +175,7 @@ def _run_locked(spec: SweepSpec, opts: SweepOptions, grid: Grid, costs: dict[str
                     run_results.setdefault(v.index, []).append(result)
                     outcome.skipped.append(run.folder_name)
                     continue
-                pending.append(RunJob(str(folder), v.base, v.blueprint_overrides, run.recipe_overrides, settings_t))
+                pending.append(RunJob(str(folder.resolve()), v.base, v.blueprint_overrides, run.recipe_overrides, settings_t))
         say(f"{len(pending)} run(s) to train, {len(outcome.skipped)} finished before (skipped)")
 
         def done(job: RunJob, result: dict[str, Any]) -> None:
