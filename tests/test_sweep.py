@@ -180,3 +180,20 @@ def test_train_kill_resume_and_skip(tmp_path: Path, monkeypatch) -> None:
     assert "trained 0 run(s), skipped 2 finished" in res.output
     assert before == {run: ((run / "last.pt").stat().st_mtime_ns, (run / "train.log").read_text()) for run in runs}
     assert _csv(out / "results.csv") == rows
+
+
+def test_submitit_local_executor_trains_and_collects(tmp_path: Path) -> None:
+    """The SLURM path (one submitit job per run, results collected when it ends), on submitit's local executor."""
+    from imagefolder_util import make_imagefolder
+
+    data = make_imagefolder(tmp_path / "data", classes=2, train_per_class=4, val_per_class=2)
+    out = tmp_path / "S"
+    res = runner.invoke(app, ["sweep", "tiny_pvt", "--vary", "merging.type=conv", "--data", str(data), "--epochs", "1",
+                              "--output", str(out), "--device", "cpu", "--set", "img_size=32", "--batch-size", "4",
+                              "--recipe-set", "workers=0", "--executor", "submitit-local", "--time", "10"])
+    assert res.exit_code == 0, res.output
+    (row,) = _csv(out / "results.csv")
+    assert row["status"] == "ok" and float(row["top1"]) >= 0.0
+    (run,) = (out / "runs").iterdir()
+    assert (run / "result.json").is_file() and (run / "last.pt").is_file()
+    assert list((out / "submitit").glob("*_result.pkl"))  # it went through submitit, not a local process

@@ -44,9 +44,12 @@ def plot_sweep(rows: Sequence[dict[str, Any]], axes: Sequence[str], metric: str,
 
     written = []
     for col, xlabel, scale, part in X_AXES:
-        pts = [(r[col] * scale, r[metric], r) for r in rows if r.get(col) is not None and r.get(metric) is not None]
-        if not pts:
+        have = [r for r in rows if r.get(col) is not None and r.get(metric) is not None]
+        if not have:
             continue
+        if col == "macs" and max(r[col] for r in have) < 1e8:  # tiny models: MMACs keeps the ticks readable
+            xlabel, scale = "MMACs", 1e-6
+        pts = [(r[col] * scale, r[metric], r) for r in have]
         fig, ax = plt.subplots(figsize=(6.4, 4.6))
         xy = [(x, y) for x, y, _ in pts]
         front = pareto_front(xy, maximize)
