@@ -197,3 +197,40 @@ def test_submitit_local_executor_trains_and_collects(tmp_path: Path) -> None:
     (run,) = (out / "runs").iterdir()
     assert (run / "result.json").is_file() and (run / "last.pt").is_file()
     assert list((out / "submitit").glob("*_result.pkl"))  # it went through submitit, not a local process
+
+
+def test_seeds_mean_std_delta_and_pareto_front() -> None:
+    from spmkit.sweep.cost import MetaCost
+    from spmkit.sweep.grid import Variant
+    from spmkit.sweep.plot import pareto_front
+    from spmkit.sweep.results import build_table
+
+    a = Variant(0, "tiny_pvt", (("merging.type", "conv"),), ("merging.type=conv",), ())
+    b = Variant(1, "tiny_pvt", (("merging.type", "spm"),), ("merging.type=spm",), ())
+    costs = {a.blueprint_key: MetaCost(100, 1000, (32, 32)), b.blueprint_key: MetaCost(130, 1700, (32, 32))}
+    ok = lambda top1: {"status": "ok", "metrics": {"top1": top1}, "train_s": 1.0}  # noqa: E731
+    results = {0: [ok(70.0), ok(74.0)], 1: [ok(80.0), {"status": "failed"}]}
+    t = build_table([a, b], [], costs, {}, results, {0: 2, 1: 2})
+    ra, rb = t.rows
+    assert (ra["top1"], ra["top1_std"], ra["runs"], ra["status"]) == (72.0, pytest.approx(2 ** 0.5 * 2), 2, "ok")
+    assert (rb["top1"], rb["top1_std"], rb["runs"], rb["status"]) == (80.0, None, 1, "incomplete")
+    assert (rb["delta_top1"], rb["delta_params"], rb["delta_macs"]) == (8.0, 30, 700)
+    # higher accuracy at lower cost wins; (3, 70) is beaten by (2, 75), (4, 90) is on the front
+    assert pareto_front([(1, 60), (3, 70), (2, 75), (4, 90), (4, 85)]) == [0, 2, 3]
+
+
+def test_recipe_axes_become_recipe_overrides_and_bad_values_are_invalid() -> None:
+    from spmkit.sweep import SweepSpec
+    from spmkit.sweep.cost import validate
+    from spmkit.sweep.runner import _check_recipes
+
+    spec = SweepSpec(base="tiny_pvt", axes={"merging.type": ["conv"]}, recipe_axes={"lr": [1e-3, -1]},
+                     recipe_overrides={"epochs": 1}, seeds=2)
+    variants = expand(spec)
+    assert [v.recipe_overrides for v in variants] == [("epochs=1", "lr=0.001"), ("epochs=1", "lr=-1")]
+    assert [v.label for v in variants] == ["merging.type=conv recipe.lr=0.001", "merging.type=conv recipe.lr=-1"]
+    grid, _ = validate(variants)
+    _check_recipes(spec, grid)
+    assert [v.index for v in grid.valid] == [0]
+    ((bad, reason),) = grid.invalid
+    assert bad.index == 1 and "lr" in reason and "greater than 0" in reason
