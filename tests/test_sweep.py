@@ -109,6 +109,21 @@ def test_second_sweep_cannot_write_a_locked_folder(tmp_path: Path) -> None:
     SweepLock(out).acquire().release()  # free again once the holder is done
 
 
+def test_lock_outlives_a_killed_sweep_while_its_training_child_runs(tmp_path: Path) -> None:
+    import subprocess
+
+    lock = SweepLock(tmp_path).acquire()
+    child = subprocess.Popen(["sleep", "60"], pass_fds=(lock.fd,))  # as the sweep starts training processes
+    try:
+        lock.release()  # the sweep is gone
+        with pytest.raises(SweepError, match="another sweep"):
+            SweepLock(tmp_path).acquire()
+    finally:
+        child.kill()
+        child.wait()
+    SweepLock(tmp_path).acquire().release()
+
+
 def test_shipped_merging_sweep_equals_the_ablation_blueprints() -> None:
     spec = load_sweep_file(list_sweeps()["pvt_tiny_merging"])
     variants = expand(spec)

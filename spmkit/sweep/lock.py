@@ -40,8 +40,8 @@ class SweepLock:
         return self
 
     def release(self) -> None:
+        """Close this process's handle; the lock ends when no process (a training child too) holds the file."""
         if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
 

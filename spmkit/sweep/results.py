@@ -108,7 +108,8 @@ def write_csv(table: Table, path: Path) -> Path:
     return path
 
 
-def _fmt(col: str, value: Any) -> str:
+def fmt_cell(col: str, value: Any) -> str:
+    """A table cell for reading: params in M, MACs in G or M, deltas signed, the rest to two decimals."""
     if value is None or value == "":
         return "-"
     if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -142,7 +143,7 @@ def markdown(table: Table, title: str, command: str | None = None) -> str:
     for row in table.rows:
         cells = []
         for c in shown:
-            text = _fmt(c, row.get(c))
+            text = fmt_cell(c, row.get(c))
             std = row.get(c + "_std")
             if c in table.metrics and std is not None:
                 text += f" ± {std:.2f}"

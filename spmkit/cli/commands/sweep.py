@@ -75,7 +75,7 @@ def _render(outcome, mode: str, json_: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from spmkit.sweep.results import _fmt
+    from spmkit.sweep.results import fmt_cell
 
     t = outcome.table
     if json_:
@@ -91,7 +91,7 @@ def _render(outcome, mode: str, json_: bool) -> None:
     for row in t.rows:
         cells = []
         for c in shown:
-            text = _fmt(c, row.get(c))
+            text = fmt_cell(c, row.get(c))
             std = row.get(c + "_std")
             cells.append(text + (f" ± {std:.2f}" if c in t.metrics and std is not None else ""))
         table.add_row(*cells)
@@ -160,7 +160,8 @@ def register(app: typer.Typer) -> None:
             profile_settings=ProfileSettings(prof_device, profile_batch_size, warmup, repeats, memory=memory),
             jobs=jobs, gpus_per_run=gpus_per_run, executor=executor, partition=partition,  # type: ignore[arg-type]
             time_min=time, cpus_per_run=cpus_per_run,
-            command="spmkit sweep " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None)
+            command=("spmkit sweep " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+                     if sys.argv[1:2] == ["sweep"] else None))  # the command line, when run as `spmkit sweep`
 
         def on_grid(grid) -> None:
             n_runs = len(spec.seed_list())
