@@ -49,7 +49,7 @@ def test_profile_only_rows_equal_build(tmp_path: Path) -> None:
         assert int(r["delta_params"]) == int(r["params"]) - int(rows[0]["params"])
     assert len({r["params"] for r in rows}) == 4
     md = (out / "results.md").read_text()
-    assert "first value of every axis" in md and "| spm | 2 |" in md
+    assert "first value of every axis" in md and "| spm | 2 | 149.1 K |" in md
     cached = json.loads((out / "profile.json").read_text())
     assert len(next(iter(cached.values()))) == 4
 

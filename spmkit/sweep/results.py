@@ -119,8 +119,8 @@ def fmt_cell(col: str, value: Any) -> str:
     delta = col.startswith("delta_")
     name = col.removeprefix("delta_")
     sign = "+" if delta else ""
-    if name == "params":
-        return f"{value / 1e6:{sign}.3f} M"
+    if name == "params":  # tiny models (tests, docs) in thousands, so that their differences show
+        return f"{value / 1e6:{sign}.3f} M" if abs(value) >= 1e6 else f"{value / 1e3:{sign}.1f} K"
     if name == "macs":  # MACs, not parameters: a G or M suffix with the unit
         return f"{value / 1e9:{sign}.3f} GMACs" if abs(value) >= 1e8 else f"{value / 1e6:{sign}.2f} MMACs"
     if name in ("runs",):

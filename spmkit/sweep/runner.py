@@ -108,7 +108,7 @@ def _profiles(folder: Path, variants: list, settings: ProfileSettings,
     path = folder / "profile.json"
     cache: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else {}
     known = cache.setdefault(settings.key(), {})
-    todo = [v for v in variants if v.blueprint_key not in known]
+    todo = list({v.blueprint_key: v for v in variants if v.blueprint_key not in known}.values())  # one per model
     if todo:
         say(f"profiling {len(todo)} variant(s) on {settings.device}")
         known.update(profile_variants(todo, settings, say))
@@ -122,6 +122,9 @@ def run_sweep(spec: SweepSpec, opts: SweepOptions, progress: Callable[[str], Non
     before anything runs (to list invalid variants up front). Raises ``SweepError`` on bad input."""
     say = progress or (lambda _m: None)
     _check(spec, opts)
+    files = {f: str(Path(getattr(spec, f)).resolve()) for f in ("base", "recipe")
+             if getattr(spec, f) and Path(getattr(spec, f)).is_file()}
+    spec = spec.model_copy(update=files)  # paths that mean the same to every process and SLURM node
     variants = expand(spec)
     grid, costs = validate(variants, say)
     if opts.mode == "train":
