@@ -249,3 +249,18 @@ def test_recipe_axes_become_recipe_overrides_and_bad_values_are_invalid() -> Non
     assert [v.index for v in grid.valid] == [0]
     ((bad, reason),) = grid.invalid
     assert bad.index == 1 and "lr" in reason and "greater than 0" in reason
+
+
+def test_jobs_get_disjoint_devices(monkeypatch) -> None:
+    from spmkit.sweep.executors import slot_envs
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    assert slot_envs(2, "cuda", 2) == [{"CUDA_VISIBLE_DEVICES": "4,5"}, {"CUDA_VISIBLE_DEVICES": "6,7"}]
+    assert slot_envs(4, "auto", 1)[3] == {"CUDA_VISIBLE_DEVICES": "7"}
+    with pytest.raises(SweepError, match="needs 6 GPUs; 4 are visible"):
+        slot_envs(3, "cuda", 2)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert slot_envs(2, "cpu", 1) == [{"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"}] * 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(SweepError, match="no GPU is visible"):
+        slot_envs(1, "cuda", 1)
