@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import all_blueprint_files
 from typer.testing import CliRunner
 
@@ -204,13 +205,16 @@ def test_submitit_local_executor_trains_and_collects(tmp_path: Path) -> None:
     data = make_imagefolder(tmp_path / "data", classes=2, train_per_class=4, val_per_class=2)
     out = tmp_path / "S"
     res = runner.invoke(app, ["sweep", "tiny_pvt", "--vary", "merging.type=conv", "--data", str(data), "--epochs", "1",
-                              "--output", str(out), "--device", "cpu", "--set", "img_size=32", "--batch-size", "4",
+                              "--output", str(out), "--device", "cpu", "--set", "img_size=32",
                               "--recipe-set", "workers=0", "--executor", "submitit-local", "--time", "10"])
     assert res.exit_code == 0, res.output
+    # 8 training images, fewer than the default recipe's batch of 128: the sweep trains with a batch of 8
+    assert "has 8 images, fewer than one batch of 128: training with batch_size=8" in res.output
     (row,) = _csv(out / "results.csv")
     assert row["status"] == "ok" and float(row["top1"]) >= 0.0
     (run,) = (out / "runs").iterdir()
     assert (run / "result.json").is_file() and (run / "last.pt").is_file()
+    assert yaml.safe_load((run / "recipe.yaml").read_text())["batch_size"] == 8
     assert list((out / "submitit").glob("*_result.pkl"))  # it went through submitit, not a local process
 
 

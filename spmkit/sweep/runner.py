@@ -102,6 +102,30 @@ def _check_recipes(spec: SweepSpec, grid: Grid) -> None:
     grid.invalid.sort(key=lambda item: item[0].index)
 
 
+def _fit_batch_to_data(spec: SweepSpec, opts: SweepOptions, say: Callable[[str], None]) -> SweepSpec:
+    """Classification on a folder smaller than one batch of the recipe (a first try on a few images): lower
+    ``batch_size`` to what the folder holds, and say so. A ``batch_size`` the sweep sets is kept as given."""
+    if spec.task != "classification" or "batch_size" in spec.recipe_overrides or "batch_size" in spec.recipe_axes:
+        return spec
+    from spmkit.data.imagenet import find_classes, scan_split
+    from spmkit.engine.recipe import load_recipe
+    from spmkit.sweep.spec import value_text
+    from spmkit.tasks.classification import ClassificationRecipe
+
+    overrides = [f"{k}={value_text(v)}" for k, v in spec.recipe_overrides.items()]
+    recipe = load_recipe(ClassificationRecipe, spec.recipe, overrides)
+    split = Path(opts.data) / "train"  # type: ignore[arg-type]
+    images = len(scan_split(split, find_classes(split)))
+    per_step = recipe.accum_steps * opts.gpus_per_run
+    if images >= recipe.batch_size * per_step:
+        return spec
+    batch = max(1, images // per_step)
+    batch -= batch % 2 if batch > 1 else 0  # mixup / CutMix pair images within a batch: keep it even
+    say(f"note: {split} has {images} images, fewer than one batch of {recipe.batch_size}: training with "
+        f"batch_size={batch} (give --batch-size to choose)")
+    return spec.model_copy(update={"recipe_overrides": {**spec.recipe_overrides, "batch_size": batch}})
+
+
 def _profiles(folder: Path, variants: list, settings: ProfileSettings,
               say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
     """Profile the variants not profiled before with the same settings (``SWEEP/profile.json``)."""
@@ -125,6 +149,8 @@ def run_sweep(spec: SweepSpec, opts: SweepOptions, progress: Callable[[str], Non
     files = {f: str(Path(getattr(spec, f)).resolve()) for f in ("base", "recipe")
              if getattr(spec, f) and Path(getattr(spec, f)).is_file()}
     spec = spec.model_copy(update=files)  # paths that mean the same to every process and SLURM node
+    if opts.mode == "train":
+        spec = _fit_batch_to_data(spec, opts, say)
     variants = expand(spec)
     grid, costs = validate(variants, say)
     if opts.mode == "train":
