@@ -149,6 +149,10 @@ def register(app: typer.Typer) -> None:
         if executor not in ("local", "slurm", "submitit-local"):
             raise SweepError(f"--executor {executor!r}: choose local, slurm or submitit-local.")
         spec = _spec(base, new_base, vary, vary_recipe, set_, zip_, seeds, task, recipe, recipe_set, epochs, batch_size)
+        if profile_only and data is not None:  # a data folder means training; keep the profile columns too
+            err_console.print("note: --data given, so the variants are trained as well as profiled "
+                              "(--profile-only with --data acts as --profile).", markup=False)
+            profile_only, profile = False, True
         mode = "dry-run" if dry_run else ("profile-only" if profile_only else "train")
         prof_device = device
         if device == "auto":
