@@ -83,7 +83,11 @@ def _render(outcome, mode: str, json_: bool) -> None:
                                "failed": [n for n, _ in outcome.failed]}, indent=2, default=str))
         return
     console = Console(width=None if sys.stdout.isatty() else 160)
-    shown = [c for c in t.columns if not c.endswith("_std") and c not in ("train_s", "variant")]
+    # the terminal gets the main columns; results.md and results.csv have them all
+    hidden = {"train_s", "variant", "input_size", "throughput", "train_step_ms", "peak_memory_mib",
+              "train_peak_memory_mib", "val_loss"}
+    shown = [c for c in t.columns if not c.endswith("_std") and c not in hidden and c.removeprefix("delta_")
+             not in hidden | {"latency_ms"}]
     table = Table(title=f"{len(t.rows)} variant(s); Δ against {t.baseline}", title_justify="left")
     for c in shown:
         table.add_column(("Δ " + c[6:]) if c.startswith("delta_") else c,
@@ -97,6 +101,7 @@ def _render(outcome, mode: str, json_: bool) -> None:
         table.add_row(*cells)
     console.print(table)
     if mode != "dry-run":
+        console.print("all columns: results.md / results.csv", highlight=False)
         console.print(f"trained {len(outcome.trained)} run(s), skipped {len(outcome.skipped)} finished; wrote "
                       + ", ".join(str(p) for p in outcome.files), highlight=False)
 
