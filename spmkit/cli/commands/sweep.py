@@ -181,7 +181,7 @@ def register(app: typer.Typer) -> None:
 
         def progress(msg: str) -> None:
             if not json_:
-                err_console.print(f"[dim]{msg}[/dim]", highlight=False)
+                err_console.print(msg, style="dim", markup=False, highlight=False)
 
         outcome = run_sweep(spec, opts, progress, on_grid)
         _render(outcome, mode, json_)
