@@ -134,8 +134,10 @@ def test_shipped_merging_sweep_equals_the_ablation_blueprints() -> None:
         got = load_blueprint(v.base, v.blueprint_overrides).model_dump(mode="json", exclude=skip)
         want = load_blueprint(f"pvt_tiny_{dict(v.values)['merging.type']}").model_dump(mode="json", exclude=skip)
         assert got == want, v.label
-    # sweep files are not blueprints
+    # sweep files are not blueprints; `spmkit list` shows them apart
     assert "pvt_tiny_merging" not in list_blueprints()
+    listed = json.loads(runner.invoke(app, ["list", "--json"]).stdout)
+    assert "pvt_tiny_merging" in listed["sweeps"] and "pvt_tiny_merging" not in listed["blueprints"]
     assert not any(p.parent.name == "sweeps" for p in all_blueprint_files())
 
 

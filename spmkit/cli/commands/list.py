@@ -12,22 +12,24 @@ from spmkit.cli.options import JsonOption
 
 @user_errors
 def list_(json_: JsonOption = False) -> None:
-    """List builtin blueprints and every registered component with its parameters."""
+    """List builtin blueprints, sweep files and every registered component with its parameters."""
     from rich.console import Console
     from rich.table import Table
 
     from spmkit.blueprint import list_blueprints
     from spmkit.blueprint.params import user_parameter_names
     from spmkit.registry import COMPONENT_REGISTRIES, load_components
+    from spmkit.sweep.spec import list_sweeps
 
     load_components()
     blueprints = {k: str(v) for k, v in list_blueprints().items()}
+    sweeps = {k: str(v) for k, v in list_sweeps().items()}
     components = {
         kind: {name: user_parameter_names(kind, obj) for name, obj in reg.items()}
         for kind, reg in COMPONENT_REGISTRIES.items()
     }
     if json_:
-        typer.echo(json.dumps({"blueprints": blueprints, "components": components}, indent=2))
+        typer.echo(json.dumps({"blueprints": blueprints, "sweeps": sweeps, "components": components}, indent=2))
         return
     console = Console()
     t = Table(title="builtin blueprints", title_justify="left")
@@ -36,6 +38,13 @@ def list_(json_: JsonOption = False) -> None:
     for name, path in blueprints.items():
         t.add_row(name, path)
     console.print(t)
+    if sweeps:
+        sw = Table(title="builtin sweeps (spmkit sweep NAME)", title_justify="left")
+        sw.add_column("name")
+        sw.add_column("file")
+        for name, path in sweeps.items():
+            sw.add_row(name, path)
+        console.print(sw)
     c = Table(title="components", title_justify="left")
     for col in ("kind", "type", "parameters"):
         c.add_column(col)
