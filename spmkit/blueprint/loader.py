@@ -34,11 +34,17 @@ def builtin_dir() -> Path:
     return here / "_blueprints"
 
 
+#: folders of the builtin directory that hold other YAML than blueprints (sweep files: ``spmkit sweep``)
+NOT_BLUEPRINTS = ("sweeps",)
+
+
 def list_blueprints() -> dict[str, Path]:
     """Builtin blueprint names (file stems, unique across family folders) -> paths."""
     out: dict[str, Path] = {}
-    for path in sorted(builtin_dir().rglob("*.yaml")):
-        out.setdefault(path.stem, path)
+    root = builtin_dir()
+    for path in sorted(root.rglob("*.yaml")):
+        if path.relative_to(root).parts[0] not in NOT_BLUEPRINTS:
+            out.setdefault(path.stem, path)
     return out
 
 

@@ -1,4 +1,4 @@
-"""``spmkit list``: builtin blueprints, builtin recipes and registered components (full paths, never cut)."""
+"""``spmkit list``: builtin blueprints, recipes, sweeps and registered components (full paths, never cut)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from spmkit.cli.options import JsonOption
 
 @user_errors
 def list_(json_: JsonOption = False) -> None:
-    """List builtin blueprints and recipes (with their files) and every registered component with its parameters."""
+    """List builtin blueprints, recipes and sweeps (with their files) and every registered component."""
     from rich.console import Console
     from rich.table import Table
 
@@ -22,22 +22,28 @@ def list_(json_: JsonOption = False) -> None:
     from spmkit.blueprint.params import user_parameter_names
     from spmkit.recipes import list_recipes
     from spmkit.registry import COMPONENT_REGISTRIES, load_components
+    from spmkit.sweep.spec import list_sweeps
 
     load_components()
     blueprints = {k: str(Path(v).resolve()) for k, v in list_blueprints().items()}
     recipes = {k: str(v.resolve()) for k, v in list_recipes().items()}
+    sweeps = {k: str(Path(v).resolve()) for k, v in list_sweeps().items()}
     components = {
         kind: {name: user_parameter_names(kind, obj) for name, obj in reg.items()}
         for kind, reg in COMPONENT_REGISTRIES.items()
     }
     if json_:
-        typer.echo(json.dumps({"blueprints": blueprints, "recipes": recipes, "components": components}, indent=2))
+        typer.echo(json.dumps({"blueprints": blueprints, "recipes": recipes, "sweeps": sweeps,
+                               "components": components}, indent=2))
         return
     # a table never cuts a name or a path: wide enough for the longest row, folded on a narrow terminal
-    longest = max(len(k) + len(v) for k, v in {**blueprints, **recipes}.items())
+    longest = max(len(k) + len(v) for k, v in {**blueprints, **recipes, **sweeps}.items())
     console = Console(width=None if sys.stdout.isatty() else max(120, longest + 10))
     for title, items in (("builtin blueprints (spmkit build NAME)", blueprints),
-                         ("builtin recipes (spmkit train --recipe NAME)", recipes)):
+                         ("builtin recipes (spmkit train --recipe NAME)", recipes),
+                         ("builtin sweeps (spmkit sweep NAME)", sweeps)):
+        if not items:
+            continue
         t = Table(title=title, title_justify="left")
         t.add_column("name", no_wrap=True)
         t.add_column("file", overflow="fold")
