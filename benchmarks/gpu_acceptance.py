@@ -32,6 +32,7 @@ peaks) is recorded as skipped with the reason. Writes ``gpu_acceptance.json`` an
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -301,8 +302,10 @@ def train_and_eval(run: Run, work: Path, smoke: bool, device: torch.device) -> N
                         "metrics": metrics}
     if rc != 0 or metrics is None:
         raise RuntimeError(f"spmkit eval exited {rc}: {(stderr or stdout).strip().splitlines()[-1:]}")
-    # the checkpoint's own validation and a fresh `spmkit eval` see the same images with the same weights
-    if abs(metrics["top1"] - rows[-1]["top1"]) > 1e-6:
+    # the checkpoint's own validation and a fresh `spmkit eval` see the same images with the same weights;
+    # on a GPU, nondeterministic bf16 kernels may flip one near-tied image of an untrained model
+    tol = 1e-6 if smoke else 100.0 / max(int(metrics.get("images") or 1), 1) + 1e-6
+    if abs(metrics["top1"] - rows[-1]["top1"]) > tol:
         raise RuntimeError(f"eval top1 {metrics['top1']} differs from the run's {rows[-1]['top1']}")
 
 
@@ -460,7 +463,13 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.docsection import machine
     from spmkit.profile.steps import check_device
 
-    device = check_device(args.device)  # a clear error when CUDA is asked for and missing
+    from spmkit.profile.errors import ProfileError
+
+    try:
+        device = check_device(args.device)
+    except ProfileError as exc:  # e.g. no CUDA GPU visible: one paragraph, exit 2
+        print(f"gpu_acceptance: {exc} (--device cpu --smoke runs the steps on a CPU.)", file=sys.stderr)
+        return 2
     if smoke:  # tiny models gain nothing from threads, and spinning threads on a busy machine cost a lot
         torch.set_num_threads(1)
     if device.type == "cuda":
@@ -489,6 +498,10 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="spmkit-acceptance-") as work:
             run.step("train + eval", lambda: train_and_eval(run, Path(work), smoke, device))
     if "profile" not in skip:
+        # the profiler collects garbage around every memory measurement; with the objects of everything
+        # imported and run so far frozen out of the collector's view, each collection takes milliseconds
+        gc.collect()
+        gc.freeze()
         profile_modes(run, args, device)
     run.data["elapsed_s"] = round(run.elapsed(), 1)
     run.data["ok"] = not run.data["failures"]
