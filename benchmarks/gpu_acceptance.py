@@ -63,6 +63,8 @@ SMOKE = {"swin_t": ("tiny_swin", None), "pvt_v2_b1": ("tiny_pvt_v2", None), "pvt
 # one blueprint per family: together they use every registered mixer
 SDPA_FULL = ["swin_t", "pvt_v2_b1", "pvt_tiny_spm", "lit_ti", "glnet_stl", "groupmixformer_t"]
 SDPA_SMOKE = ["tiny_swin", "tiny_pvt_v2", "tiny_pvt_spm", "tiny_lit", "tiny_glnet", "tiny_groupmixformer"]
+# compiled mode profiles pair by pair (pvt_tiny_spm / timm pvt_v2_b1 then compares entries of two runs)
+COMPILE_GROUPS = [["swin_t", "swin_ref"], ["pvt_v2_b1", "pvt2_ref"], ["pvt_tiny_spm", "pvt_tiny"]]
 MODES = {  # name -> (amp, channels_last, compile)
     "fp32": (None, False, False), "bf16": ("bf16", False, False),
     "bf16_channels_last": ("bf16", True, False), "bf16_compiled": ("bf16", False, True)}
@@ -341,25 +343,28 @@ def profile_modes(run: Run, args: argparse.Namespace, device: torch.device) -> N
         if compiled and args.smoke:
             run.skip(f"profile {mode}", "smoke run: inductor compiles for minutes on a CPU")
             continue
-        left = run.budget_s - run.elapsed()
-        if left < (120 if compiled else 20):
-            run.skip(f"profile {mode}", f"time budget: {left:.0f}s of {run.budget_s:.0f}s left")
-            continue
         train = not compiled or args.compile_train
         config = ProfileConfig(device=str(device), batch_size=args.batch_size, input_sizes=(size,), amp=amp,
                                channels_last=channels_last, compile=compiled, warmup=args.warmup,
                                repeats=args.repeats, max_seconds=args.max_seconds, train=train, memory=True,
                                memory_subprocess=False)
+        # compiling is the slow part: one group at a time, each only while the budget lasts
+        groups = COMPILE_GROUPS if compiled else [keys]
+        for group in groups:
+            label = f"profile {mode}" + (f" [{', '.join(group)}]" if len(groups) > 1 else "")
+            left = run.budget_s - run.elapsed()
+            if left < (90 if compiled else 20):
+                run.skip(label, f"time budget: {left:.0f}s of {run.budget_s:.0f}s left")
+                continue
 
-        def measure() -> list:
-            return profile_entries([entries[k] for k in keys], config,
-                                   progress=lambda m: print(f"[acceptance]   {mode}: {m}", file=sys.stderr))
+            def measure(group=group, mode=mode, config=config) -> list:
+                return profile_entries([entries[k] for k in group], config,
+                                       progress=lambda m: print(f"[acceptance]   {mode}: {m}", file=sys.stderr))
 
-        res = run.step(f"profile {mode}", measure)
-        if res is None:
-            continue
-        results[mode] = {k: r.to_dict() for k, r in zip(keys, res)}
-        if not train:
+            res = run.step(label, measure)
+            if res is not None:
+                results.setdefault(mode, {}).update({k: r.to_dict() for k, r in zip(group, res)})
+        if not train and mode in results:
             run.skip(f"profile {mode} training step", "compiled training steps need --compile-train (time budget)")
     if device.type != "cuda":
         run.skip("profile allocator peaks", "max_memory_allocated / max_memory_reserved need CUDA; CPU rows give "
@@ -376,6 +381,8 @@ def ratio_rows(results: dict, entries: dict) -> list[dict]:
     rows = []
     for mode, by_key in results.items():
         for ours, ref in PAIRS:
+            if ours not in by_key or ref not in by_key:
+                continue
             a, b = by_key[ours], by_key[ref]
             row = {"mode": mode, "ours": entries[ours].name, "reference": entries[ref].name}
             for field, label in RATIO_FIELDS:
@@ -446,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-seconds", type=float, default=None, help="cap per measurement (default 10, smoke 2)")
     ap.add_argument("--modes", default=",".join(MODES), help=f"comma list of {', '.join(MODES)}")
     ap.add_argument("--compile-train", action="store_true", help="also time compiled training steps")
-    ap.add_argument("--budget-s", type=float, default=450.0, help="skip profile modes once this much time is spent")
+    ap.add_argument("--budget-s", type=float, default=420.0, help="skip profile modes once this much time is spent")
     ap.add_argument("--skip", default="", help="comma list of steps to leave out: sdpa, collective, train, profile")
     args = ap.parse_args(argv)
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
