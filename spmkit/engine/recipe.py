@@ -55,7 +55,7 @@ class TrainRecipe(BaseModel):
     decay_rate: float = 0.1
     # precision and speed
     amp: Literal["auto", "bf16", "fp16", "none"] = Field(
-        "auto", description="autocast dtype; auto -> bf16 on CUDA, none (fp32) on CPU")
+        "auto", description="autocast dtype; auto -> bf16 on CUDA GPUs with native bf16 (Ampere+), else none (fp32)")
     channels_last: bool = False
     compile: bool = False
     grad_checkpointing: bool = False

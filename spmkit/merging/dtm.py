@@ -8,7 +8,8 @@ Parameter names follow LIT's code (``dconv.weight``, ``dconv.bias``, ``dconv.con
 LIT trains the offset conv with lr x 0.01 (``param_lr_scales``). Note: LIT's optimizer puts
 ``conv_offset.bias`` in its no-weight-decay group at the full lr (its grouping checks biases first); spmkit
 scales both offset parameters, as the paper describes. With zero offsets the layer is exactly a plain
-2x2 stride-2 conv; the sampling is ``torchvision.ops.deform_conv2d`` (bilinear, zero outside the map).
+2x2 stride-2 conv; the sampling is ``torchvision.ops.deform_conv2d`` (bilinear, zero outside the map), which
+runs in float32 under autocast (``spmkit.layers.precision``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch.utils.flop_counter import register_flop_formula
 from torchvision.ops import deform_conv2d
 
 from spmkit.layers.pad import pad_nhwc_to_multiple
+from spmkit.layers.precision import float32_call
 from spmkit.registry import MERGING
 
 
@@ -63,7 +65,8 @@ class DeformConv2dPack(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         offset = self.conv_offset(x)
-        return deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride)
+        # no bf16 kernel anywhere and no fp16 one on CPU: float32 inside autocast (and for a bf16/fp16 model)
+        return float32_call(deform_conv2d, x, offset, self.weight, self.bias, stride=self.stride)
 
 
 @MERGING.register("dtm")
