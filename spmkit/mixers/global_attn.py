@@ -20,6 +20,22 @@ def resize_bias_table(table: torch.Tensor, src: tuple[int, int], dst: tuple[int,
     return grid.reshape(heads, -1).t()
 
 
+def relative_attn_bias(table: torch.Tensor, feat_size: tuple[int, int], hw: tuple[int, int],
+                       num_prefix_tokens: int) -> torch.Tensor:
+    """``[heads, P+HW, P+HW]`` bias of a ``feat_size`` table at map size ``hw``; prefix tokens get none.
+    Opaque to FX symbolic tracing (the resize and the index need concrete sizes)."""
+    h, w = hw
+    table = resize_bias_table(table, feat_size, (h, w))
+    bias = table[cached_relative_position_index(h, w, table.device)].permute(2, 0, 1)  # [heads, hw, hw]
+    p = num_prefix_tokens
+    if p:
+        bias = F.pad(bias, (p, 0, p, 0))
+    return bias
+
+
+torch.fx.wrap("relative_attn_bias")
+
+
 @MIXERS.register("global")
 class GlobalAttention(nn.Module):
     """Multi-head self-attention over all ``P + H*W`` tokens (ViT / LIT / GLNet MHSA).
@@ -78,18 +94,11 @@ class GlobalAttention(nn.Module):
         table = self.relative_position_bias_table
         if table is None:
             return None
-        h, w = hw
-        table = resize_bias_table(table, self.feat_size, (h, w))
-        bias = table[cached_relative_position_index(h, w, table.device)].permute(2, 0, 1)  # [heads, hw, hw]
-        p = self.num_prefix_tokens
-        if p:
-            bias = F.pad(bias, (p, 0, p, 0))
-        return bias
+        return relative_attn_bias(table, self.feat_size, hw, self.num_prefix_tokens)
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         b, n, c = x.shape
-        if n != self.num_prefix_tokens + hw[0] * hw[1]:
-            raise ValueError(f"got {n} tokens, expected {self.num_prefix_tokens} + {hw[0]}x{hw[1]}")
+        torch._assert(n == self.num_prefix_tokens + hw[0] * hw[1], "the number of tokens is not P + H*W")
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # [B, heads, N, head_dim]
         bias = self.attn_bias(hw)
