@@ -46,6 +46,12 @@ def shifted_window_mask(H: int, W: int, win: tuple[int, int], shift: tuple[int, 
     return torch.zeros_like(diff).masked_fill(diff != 0, -100.0)
 
 
+def _is_exporting() -> bool:
+    """True while torch.export (and the ONNX exporter built on it) traces; torch < 2.4 has no such flag and
+    gets ``is_compiling``."""
+    return getattr(torch.compiler, "is_exporting", torch.compiler.is_compiling)()
+
+
 @functools.lru_cache(maxsize=16)
 def _cached_mask(H: int, W: int, win: tuple[int, int], shift: tuple[int, int], device: str) -> torch.Tensor:
     with torch.inference_mode(False):  # a normal tensor, so a later training step can save it for backward
@@ -54,7 +60,10 @@ def _cached_mask(H: int, W: int, win: tuple[int, int], shift: tuple[int, int], d
 
 def cached_shifted_window_mask(H: int, W: int, win: tuple[int, int], shift: tuple[int, int],
                                device: torch.device | str) -> torch.Tensor:
-    """``shifted_window_mask`` computed once per padded map size, window, shift and device."""
+    """``shifted_window_mask`` computed once per padded map size, window, shift and device (not cached
+    while a graph is captured: torch.export computes it on fake tensors, which must not outlive the trace)."""
+    if torch.compiler.is_compiling():
+        return shifted_window_mask(H, W, tuple(win), tuple(shift), device=device)
     return _cached_mask(H, W, tuple(win), tuple(shift), str(device))
 
 
@@ -141,7 +150,12 @@ class WindowAttention(nn.Module):
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop if self.training else 0.0
         )
-        out = out.reshape(B * nw, self.num_heads, n, -1).transpose(1, 2).reshape(B * nw, n, C)
+        if _is_exporting():
+            # CPU SDPA returns [B*nW, n, heads, d] memory here, so the reshape below traces as a view; exporters
+            # that decompose SDPA (ONNX) get [B*nW, heads, n, d] memory, where that view fails: copy first.
+            # Eager keeps the free view.
+            out = out.clone(memory_format=torch.contiguous_format)
+        out = out.transpose(1, 2).reshape(B * nw, n, C)  # [B*nW, heads, n, d] -> [B*nW, n, C]
         out = self.proj_drop(self.proj(out))
         x = window_reverse(out, win, Hp, Wp)
         if any(shift):
