@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spmkit.layers.heads import merge_heads
 from spmkit.layers.rel_pos import cached_relative_position_index
 from spmkit.registry import MIXERS
 
@@ -107,5 +108,5 @@ class GlobalAttention(nn.Module):
         x = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0
         )
-        x = x.transpose(1, 2).reshape(b, n, c)
+        x = merge_heads(x)  # [B, heads, N, d] -> [B, N, C]
         return self.proj_drop(self.proj(x))

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spmkit.layers.heads import merge_heads
 from spmkit.layers.pad import pad_nchw_to_at_least
 from spmkit.layers.tokens import cat_prefix_tokens
 from spmkit.registry import MIXERS
@@ -81,4 +82,4 @@ class SpatialReductionAttention(nn.Module):
         kv = self.kv(kv_in).view(B, -1, 2, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
         k, v = kv.unbind(0)
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
-        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, N, C)))
+        return self.proj_drop(self.proj(merge_heads(out)))

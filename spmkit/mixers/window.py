@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import nn
 
+from spmkit.layers.heads import merge_heads
 from spmkit.layers.pad import pad_nhwc_to_multiple
 from spmkit.layers.rel_pos import cached_relative_position_index
 from spmkit.registry import MIXERS
@@ -44,12 +45,6 @@ def shifted_window_mask(H: int, W: int, win: tuple[int, int], shift: tuple[int, 
     ids = window_partition(img, win).squeeze(-1)  # nW, N
     diff = ids[:, None, :] - ids[:, :, None]
     return torch.zeros_like(diff).masked_fill(diff != 0, -100.0)
-
-
-def _is_exporting() -> bool:
-    """True while torch.export (and the ONNX exporter built on it) traces; torch < 2.4 has no such flag and
-    gets ``is_compiling``."""
-    return getattr(torch.compiler, "is_exporting", torch.compiler.is_compiling)()
 
 
 @functools.lru_cache(maxsize=16)
@@ -150,12 +145,7 @@ class WindowAttention(nn.Module):
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop if self.training else 0.0
         )
-        if _is_exporting():
-            # CPU SDPA returns [B*nW, n, heads, d] memory here, so the reshape below traces as a view; exporters
-            # that decompose SDPA (ONNX) get [B*nW, heads, n, d] memory, where that view fails: copy first.
-            # Eager keeps the free view.
-            out = out.clone(memory_format=torch.contiguous_format)
-        out = out.transpose(1, 2).reshape(B * nw, n, C)  # [B*nW, heads, n, d] -> [B*nW, n, C]
+        out = merge_heads(out)  # [B*nW, heads, n, d] -> [B*nW, n, C]
         out = self.proj_drop(self.proj(out))
         x = window_reverse(out, win, Hp, Wp)
         if any(shift):
