@@ -29,10 +29,13 @@ FORMATS: tuple[str, ...] = ("onnx", "exported-program")
 EXPORT_BATCH = 2
 CHECK_BATCH = 3  # with --dynamic-batch: a size the graph was not traced at
 
-#: ops that an exporter may have no translation for -> the builtin components that use them
-OP_USERS: dict[str, str] = {
-    "deform_conv2d": "the dtm merging layer uses (LIT's deformable token merging: lit_*, pvt_tiny_dtm, tiny_lit, "
-                     "tiny_pvt_ablations)",
+#: ops that an exporter may not translate -> why, and which builtin components use them
+OP_LIMITS: dict[str, str] = {
+    "deform_conv2d": "the exporter has no translation of deform_conv2d, which the dtm merging layer uses (LIT's "
+                     "deformable token merging: lit_*, pvt_tiny_dtm, tiny_lit, tiny_pvt_ablations)",
+    "adaptive_avg_pool2d": "the exporter translates adaptive_avg_pool2d only when the output grid divides the "
+                           "input map, and the glmix mixer (GLNet) pools each stage map to its slot grid: use an "
+                           "--input-size whose stage maps are multiples of it (the blueprint's img_size is)",
 }
 
 
@@ -236,13 +239,10 @@ def _explain(err: BaseException, src: ExportSource, exporter: str, fmt: str) -> 
         e = e.__cause__ or e.__context__
     text = "\n".join(texts)
     target = "an ExportedProgram" if fmt == "exported-program" else "ONNX"
-    for op, users in OP_USERS.items():
+    for op, why in OP_LIMITS.items():
         if op in text:
-            other = ("--format exported-program keeps it (torch.export)" if fmt == "onnx"
-                     else "no exporter here translates it")
-            return (f"cannot export {src.name} to {target} with {exporter}: the exporter has no translation of "
-                    f"{op}, which {users}. {other}; or use a blueprint with another merging "
-                    f"(e.g. --set merging.type=spm).")
+            return (f"cannot export {src.name} to {target} with {exporter}: {why}. Try the other exporter "
+                    f"(--dynamo / --no-dynamo) or --format exported-program, which keeps every op.")
     ops = re.findall(r"\b(?:aten|torchvision|prims)(?:::|\.)[A-Za-z0-9_]+", text)
     op_part = f" (first op named: {ops[0]})" if ops else ""
     return (f"cannot export {src.name} to {target} with {exporter}{op_part}: {type(err).__name__}: "
