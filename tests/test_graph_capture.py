@@ -143,3 +143,18 @@ def test_create_feature_extractor_traces_tiny_blueprint(path) -> None:
         out = extractor(x)
         torch.testing.assert_close(out["logits"], model(x))
         torch.testing.assert_close(model.forward_head(out["features"]), out["logits"])
+
+
+def test_jit_trace_at_batch_1_runs_at_batch_4() -> None:
+    """The traced graph has no batch-specialised Python ints (GLE's chunk loop used to be unrolled into it)."""
+    from spmkit.layers.gle import GuidedLocalEnhancement
+
+    model = spmkit.create_model("tiny_pvt_spm").eval()
+    gles = [m for m in model.modules() if isinstance(m, GuidedLocalEnhancement)]
+    assert gles
+    for m in gles:
+        m.cpu_chunk_elements = 1  # eager would chunk every window row
+    with torch.no_grad():
+        traced = torch.jit.trace(model, torch.randn(1, 3, 64, 64), check_trace=False)
+        x = torch.randn(4, 3, 64, 64)
+        torch.testing.assert_close(traced(x), model(x))

@@ -6,10 +6,12 @@ import torch
 
 
 def tokens_to_nchw(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """``[B, H*W, C] -> [B, C, H, W]``; raises ``AssertionError`` when ``N != H*W``."""
+    """``[B, H*W, C] -> [B, C, H, W]``; raises ``ValueError`` when ``N != H*W`` (not checked under FX
+    symbolic tracing, where sizes are unknown; the reshape still fails there)."""
     b, n, c = x.shape
     h, w = hw
-    torch._assert(n == h * w, "the number of tokens is not H*W of the map")  # traceable (FX, dynamo), unlike `if`
+    if not isinstance(n, torch.fx.Proxy) and n != h * w:
+        raise ValueError(f"got {n} tokens for a {h}x{w} map")
     return x.transpose(1, 2).reshape(b, c, h, w)
 
 

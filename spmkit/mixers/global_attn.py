@@ -99,7 +99,8 @@ class GlobalAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         b, n, c = x.shape
-        torch._assert(n == self.num_prefix_tokens + hw[0] * hw[1], "the number of tokens is not P + H*W")
+        if not isinstance(n, torch.fx.Proxy) and n != self.num_prefix_tokens + hw[0] * hw[1]:  # FX: sizes unknown
+            raise ValueError(f"got {n} tokens, expected {self.num_prefix_tokens} + {hw[0]}x{hw[1]}")
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # [B, heads, N, head_dim]
         bias = self.attn_bias(hw)
