@@ -136,3 +136,25 @@ def test_cli_export_refuses_to_overwrite_its_input(tmp_path: Path) -> None:
     res = runner.invoke(app, ["export", str(src), "--format", "onnx", "-o", str(src), "--no-dynamo"])
     assert res.exit_code == 2 and "refusing to overwrite" in res.output
     assert src.read_bytes() == before
+
+
+def test_cli_export_run_checkpoint_uses_its_weights_and_classes(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    import spmkit
+    from spmkit.engine.checkpoint import FORMAT
+
+    model = spmkit.create_model("tiny_pvt", num_classes=5).eval()
+    ckpt = tmp_path / "best.pt"
+    torch.save({"format": FORMAT, "task": "classification", "recipe": {},
+                "model_spec": {"blueprint": "tiny_pvt", "overrides": []},
+                "data_info": {"num_classes": 5, "classes": list("abcde")}, "model": model.state_dict(), "ema": None},
+               ckpt)
+    out = tmp_path / "m.onnx"
+    res = runner.invoke(app, ["export", str(ckpt), "--format", "onnx", "--no-dynamo", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    x = torch.randn(2, 3, 64, 64)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+    with torch.no_grad():
+        torch.testing.assert_close(got, model(x), atol=1e-5, rtol=1e-4)  # the checkpoint's weights, 5 classes
