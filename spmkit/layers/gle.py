@@ -127,8 +127,8 @@ class GuidedLocalEnhancement(nn.Module):
         # split (not slices): its backward is one concatenation, not a full-size gradient per chunk
         bias = bias.view(ho, wo, *bias.shape[1:])
         outs = []
-        for r0, g, t in zip(range(0, rows, step), guide.split(step), tokens.split(step)):
-            rb = bias[torch.arange(r0, r0 + g.shape[0], device=x.device) % ho].flatten(0, 1)  # row r is window row r % Ho
+        for r0, g, t in zip(range(0, rows, step), guide.split(step), tokens.split(step)):  # row r: window row r % Ho
+            rb = bias[torch.arange(r0, r0 + g.shape[0], device=x.device) % ho].flatten(0, 1)
             outs.append(self._attend(g, t, rb))
         return torch.cat(outs).view(b, ho, wo, c)
 
