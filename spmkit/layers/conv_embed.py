@@ -7,10 +7,11 @@ follow timm and the PVT code, so their weights load by name.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from spmkit.layers.pad import ceil_conv_extra_pad
+from spmkit.layers.pad import pad_nchw_for_ceil_conv
+
+torch.fx.wrap("pad_nchw_for_ceil_conv")  # opaque to FX symbolic tracing (see spmkit/layers/pad.py)
 
 
 class ConvEmbed(nn.Module):
@@ -39,8 +40,5 @@ class ConvEmbed(nn.Module):
             self.norm = norm_layer(out_dim, **dd)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        ph = ceil_conv_extra_pad(x.shape[2], self.kernel, self.conv_stride, self.padding)
-        pw = ceil_conv_extra_pad(x.shape[3], self.kernel, self.conv_stride, self.padding)
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph))
+        x = pad_nchw_for_ceil_conv(x, self.kernel, self.conv_stride, self.padding)
         return self.norm(self.proj(x).permute(0, 2, 3, 1))

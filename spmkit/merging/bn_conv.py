@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from spmkit.layers.pad import ceil_conv_extra_pad
+from spmkit.layers.pad import pad_nchw_for_ceil_conv
 from spmkit.registry import MERGING
+
+torch.fx.wrap("pad_nchw_for_ceil_conv")  # opaque to FX symbolic tracing (see spmkit/layers/pad.py)
 
 
 @MERGING.register("bn_conv")
@@ -46,11 +47,7 @@ class BNConvMerging(nn.Module):
         x = x.permute(0, 3, 1, 2)
         if self.order == "norm_proj":
             x = self.norm(x)
-        ph = ceil_conv_extra_pad(x.shape[2], self.kernel_size, 2, self.proj.padding[0])
-        pw = ceil_conv_extra_pad(x.shape[3], self.kernel_size, 2, self.proj.padding[0])
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph))
-        x = self.proj(x)
+        x = self.proj(pad_nchw_for_ceil_conv(x, self.kernel_size, 2, self.proj.padding[0]))
         if self.order == "proj_norm":
             x = self.norm(x)
         return x.permute(0, 2, 3, 1)

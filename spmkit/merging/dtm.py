@@ -25,6 +25,8 @@ from spmkit.layers.pad import pad_nhwc_to_multiple
 from spmkit.layers.precision import float32_call
 from spmkit.registry import MERGING
 
+torch.fx.wrap("pad_nhwc_to_multiple")  # opaque to FX symbolic tracing (see spmkit/layers/pad.py)
+
 
 def _deform_conv_flops(x_shape, w_shape, offset_shape, *args, out_shape=None, **kwargs) -> int:
     """FLOPs of torchvision's deformable conv as for a plain conv of its weight (2 per multiply-add);

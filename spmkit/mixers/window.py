@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import nn
 
+from spmkit.layers.heads import merge_heads
 from spmkit.layers.pad import pad_nhwc_to_multiple
 from spmkit.layers.rel_pos import cached_relative_position_index
 from spmkit.registry import MIXERS
+
+# opaque to FX symbolic tracing (they need concrete sizes; see spmkit/layers/pad.py)
+torch.fx.wrap("pad_nhwc_to_multiple")
+torch.fx.wrap("cached_relative_position_index")
+torch.fx.wrap("cached_shifted_window_mask")
 
 
 def window_partition(x: torch.Tensor, win: tuple[int, int]) -> torch.Tensor:
@@ -37,6 +45,21 @@ def shifted_window_mask(H: int, W: int, win: tuple[int, int], shift: tuple[int, 
     ids = window_partition(img, win).squeeze(-1)  # nW, N
     diff = ids[:, None, :] - ids[:, :, None]
     return torch.zeros_like(diff).masked_fill(diff != 0, -100.0)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_mask(H: int, W: int, win: tuple[int, int], shift: tuple[int, int], device: str) -> torch.Tensor:
+    with torch.inference_mode(False):  # a normal tensor, so a later training step can save it for backward
+        return shifted_window_mask(H, W, win, shift, device=device)
+
+
+def cached_shifted_window_mask(H: int, W: int, win: tuple[int, int], shift: tuple[int, int],
+                               device: torch.device | str) -> torch.Tensor:
+    """``shifted_window_mask`` computed once per padded map size, window, shift and device (not cached
+    while a graph is captured: torch.export computes it on fake tensors, which must not outlive the trace)."""
+    if torch.compiler.is_compiling():
+        return shifted_window_mask(H, W, tuple(win), tuple(shift), device=device)
+    return _cached_mask(H, W, tuple(win), tuple(shift), str(device))
 
 
 @MIXERS.register("window")
@@ -88,7 +111,6 @@ class WindowAttention(nn.Module):
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros((2 * win[0] - 1) * (2 * win[1] - 1), num_heads, **dd)
         )
-        self._mask_cache: dict[tuple, torch.Tensor] = {}
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -96,14 +118,6 @@ class WindowAttention(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         return {"relative_position_bias_table"}
-
-    def _mask(self, Hp: int, Wp: int, device: torch.device) -> torch.Tensor:
-        key = (Hp, Wp, str(device))
-        mask = self._mask_cache.get(key)
-        if mask is None:
-            mask = shifted_window_mask(Hp, Wp, self.window_size, self.shift_size, device=device)
-            self._mask_cache = {key: mask}  # keep one size: detection inputs vary
-        return mask
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         B, N, C = x.shape
@@ -124,18 +138,16 @@ class WindowAttention(nn.Module):
         q, k, v = (t.reshape(B * nw, self.num_heads, n, -1) for t in (q, k, v))  # views, no copy
         if any(shift):
             # repeating the [nW, heads, n, n] mask over the batch costs less memory than copying q, k, v
-            mask = self._mask(Hp, Wp, x.device).to(q.dtype)
+            mask = cached_shifted_window_mask(Hp, Wp, win, shift, x.device).to(q.dtype)
             attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1)).repeat(B, 1, 1, 1)
         else:
             attn_mask = bias.unsqueeze(0)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop if self.training else 0.0
         )
-        out = out.reshape(B * nw, self.num_heads, n, -1).transpose(1, 2).reshape(B * nw, n, C)
+        out = merge_heads(out)  # [B*nW, heads, n, d] -> [B*nW, n, C]
         out = self.proj_drop(self.proj(out))
         x = window_reverse(out, win, Hp, Wp)
         if any(shift):
             x = torch.roll(x, shifts=shift, dims=(1, 2))
-        if Hp != H or Wp != W:
-            x = x[:, :H, :W]
-        return x.reshape(B, N, C)
+        return x[:, :H, :W].reshape(B, N, C)  # crop the padding (a view, no copy, when there is none)

@@ -6,7 +6,8 @@ Folder layout::
     SWEEP/.lock             held while a sweep writes here (spmkit.sweep.lock)
     SWEEP/sweep.yaml        the sweep as run (base, axes, recipe, seeds)
     SWEEP/profile.json      profiler results by settings and variant (re-used by the next run)
-    SWEEP/runs/NAME/        one spmkit run folder per variant and seed (+ train.log, result.json)
+    SWEEP/runs/NAME/        one spmkit run folder per variant and seed (+ result.json)
+    SWEEP/runs/NAME.console.log  the training process's console
     SWEEP/results.csv  results.md  METRIC_vs_{gmacs,latency,params}.png
 """
 

@@ -108,17 +108,24 @@ def state(folder: str | Path) -> str:
     return "partial" if (folder / "last.pt").is_file() else "new"
 
 
+def console_log(folder: str | Path) -> Path:
+    """The training process's console, captured beside its run folder (``RUN/train.log`` is the trainer's
+    own log; a folder spmkit train did not create would be refused as someone else's)."""
+    folder = Path(folder)
+    return folder.with_name(folder.name + ".console.log")
+
+
 def run_job(job: RunJob, pass_fds: tuple[int, ...] = ()) -> dict[str, Any]:
     """Train (or resume, or just collect) one run; returns its result, with ``status`` ``ok`` or ``failed``.
 
     Module-level and picklable: SLURM jobs (submitit) call it on the compute node.
     """
     folder = Path(job.folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)  # the run folder itself is spmkit train's to create
+    log = console_log(folder)
     done = finished_metrics(folder)
     code = 0
     if done is None:
-        log = folder / "train.log"
         with open(log, "a") as f:
             f.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(train_command(job))}\n")
             f.flush()
@@ -126,7 +133,7 @@ def run_job(job: RunJob, pass_fds: tuple[int, ...] = ()) -> dict[str, Any]:
                                   pass_fds=pass_fds).returncode
         done = finished_metrics(folder)
     if done is None:
-        return {"status": "failed", "returncode": code, "log": str(folder / "train.log")}
+        return {"status": "failed", "returncode": code, "log": str(log)}
     result = {"status": "ok", **done}
     (folder / "result.json").write_text(json.dumps(result, indent=2))
     return result
