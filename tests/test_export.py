@@ -148,8 +148,8 @@ def test_cli_export_run_checkpoint_uses_its_weights_and_classes(tmp_path: Path) 
     ckpt = tmp_path / "best.pt"
     torch.save({"format": FORMAT, "task": "classification", "recipe": {},
                 "model_spec": {"blueprint": "tiny_pvt", "overrides": []},
-                "data_info": {"num_classes": 5, "classes": list("abcde")}, "model": model.state_dict(), "ema": None},
-               ckpt)
+                "data_info": {"num_classes": 5, "classes": list("abcde")}, "model": model.state_dict(), "ema": None,
+                "epoch": 1, "batch_in_epoch": 0, "step": 1}, ckpt)
     out = tmp_path / "m.onnx"
     res = runner.invoke(app, ["export", str(ckpt), "--format", "onnx", "--no-dynamo", "-o", str(out)])
     assert res.exit_code == 0, res.output

@@ -28,6 +28,16 @@ from spmkit.registry import MERGING
 torch.fx.wrap("pad_nhwc_to_multiple")  # opaque to FX symbolic tracing (see spmkit/layers/pad.py)
 
 
+def deform_conv2d_fp32(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                       stride: int) -> torch.Tensor:
+    """``deform_conv2d`` in float32 inside autocast and for a bf16/fp16 model (it has no bf16 kernel
+    anywhere and no fp16 one on CPU). One call in an FX graph: the autocast check reads the device."""
+    return float32_call(deform_conv2d, x, offset, weight, bias, stride=stride)
+
+
+torch.fx.wrap("deform_conv2d_fp32")
+
+
 def _deform_conv_flops(x_shape, w_shape, offset_shape, *args, out_shape=None, **kwargs) -> int:
     """FLOPs of torchvision's deformable conv as for a plain conv of its weight (2 per multiply-add);
     the bilinear sampling (4 reads and 3 multiply-adds per sampled value) is not counted."""
@@ -67,8 +77,7 @@ class DeformConv2dPack(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         offset = self.conv_offset(x)
-        # no bf16 kernel anywhere and no fp16 one on CPU: float32 inside autocast (and for a bf16/fp16 model)
-        return float32_call(deform_conv2d, x, offset, self.weight, self.bias, stride=self.stride)
+        return deform_conv2d_fp32(x, offset, self.weight, self.bias, self.stride)
 
 
 @MERGING.register("dtm")
