@@ -44,6 +44,8 @@ class Converter:
     name: str = ""
     #: where the layout comes from (repository and file), shown by ``spmkit convert --help`` and in errors
     release: str = ""
+    #: tried only when no other layout matches (spmkit's own names, which partial files may use)
+    fallback: bool = False
 
     def detect(self, keys: Collection[str]) -> bool:
         """Whether a state_dict with these keys is in this layout."""

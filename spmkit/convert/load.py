@@ -30,7 +30,8 @@ def detect_layout(state_dict: Mapping[str, Any], where: str = "checkpoint") -> s
     """The registered converter whose layout these keys are in; an error if none or several match."""
     _converters()
     keys = set(state_dict)
-    hits = [name for name, conv in CONVERTERS.items() if conv().detect(keys)]
+    hits = [name for name, conv in CONVERTERS.items() if not conv.fallback and conv().detect(keys)]
+    hits = hits or [name for name, conv in CONVERTERS.items() if conv.fallback and conv().detect(keys)]
     if len(hits) == 1:
         return hits[0]
     sample = ", ".join(sorted(keys)[:6])
@@ -59,6 +60,8 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     skipped_shape: list[str] = field(default_factory=list)
+    #: file shape and model shape of each ``skipped_shape`` key
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
 
 
 def _some(keys: list[str], n: int = 8) -> str:
@@ -72,7 +75,8 @@ def fit_report(converted: Mapping[str, torch.Tensor], model_sd: Mapping[str, tor
         if k not in model_sd:
             r.unexpected.append(k)
         elif tuple(model_sd[k].shape) != tuple(v.shape):
-            r.skipped_shape.append(f"{k} {tuple(v.shape)} vs {tuple(model_sd[k].shape)}")
+            r.skipped_shape.append(k)
+            r.shapes[k] = (tuple(v.shape), tuple(model_sd[k].shape))
         else:
             r.loaded.append(k)
     r.missing = [k for k in model_sd if k not in converted]
@@ -82,11 +86,12 @@ def fit_report(converted: Mapping[str, torch.Tensor], model_sd: Mapping[str, tor
 def mismatch_message(r: LoadReport, where: str) -> str:
     parts = []
     if r.missing:
-        parts.append(f"{len(r.missing)} tensors of the model are not in it ({_some(r.missing)})")
+        parts.append(f"{len(r.missing)} tensors of the model would stay unset ({_some(r.missing)})")
     if r.unexpected:
         parts.append(f"{len(r.unexpected)} of its tensors have no place in the model ({_some(r.unexpected)})")
     if r.skipped_shape:
-        parts.append(f"{len(r.skipped_shape)} shapes differ, file vs model ({_some(r.skipped_shape, 5)})")
+        shapes = [f"{k} {list(r.shapes[k][0])} vs {list(r.shapes[k][1])}" for k in r.skipped_shape]
+        parts.append(f"{len(r.skipped_shape)} shapes differ, file vs model ({_some(shapes, 5)})")
     return (f"{where} (read as layout '{r.layout}') does not fit the model: {'; '.join(parts)}. Nothing was "
             f"loaded. Use the blueprint of the same size (and --set head.num_classes=N for another head), or "
             f"--from NAME if the layout was detected wrongly.")
@@ -102,6 +107,11 @@ def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, torc
     """
     where = os.fspath(source) if not isinstance(source, Mapping) else "state_dict"
     sd = read_checkpoint(source, ema=ema) if not isinstance(source, Mapping) else dict(source)
+    if from_ is None and not strict:
+        try:
+            detect_layout(sd, where)
+        except CheckpointError:  # a starting point in names of its own: load what matches, report the rest
+            from_ = "spmkit"
     layout, converted = convert_state_dict(sd, from_, where)
     own = model.state_dict()
     report = fit_report(converted, own)

@@ -12,6 +12,7 @@ from spmkit.registry import CONVERTERS
 class Spmkit(Converter):
     name = "spmkit"
     release = "spmkit (state_dict of an spmkit model)"
+    fallback = True
 
     def detect(self, keys: Collection[str]) -> bool:
-        return any(k.startswith("stem.") for k in keys) and any(k.startswith("stages.") for k in keys)
+        return any(k.startswith(("stem.", "stages.")) for k in keys)

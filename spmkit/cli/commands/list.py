@@ -26,8 +26,14 @@ def list_(json_: JsonOption = False) -> None:
         kind: {name: user_parameter_names(kind, obj) for name, obj in reg.items()}
         for kind, reg in COMPONENT_REGISTRIES.items()
     }
+    from spmkit.registry import CONVERTERS
+
+    import spmkit.convert  # noqa: F401  (fills CONVERTERS)
+
+    converters = {name: conv.release for name, conv in CONVERTERS.items()}
     if json_:
-        typer.echo(json.dumps({"blueprints": blueprints, "components": components}, indent=2))
+        typer.echo(json.dumps({"blueprints": blueprints, "components": components, "converters": converters},
+                              indent=2))
         return
     console = Console()
     t = Table(title="builtin blueprints", title_justify="left")
@@ -43,6 +49,12 @@ def list_(json_: JsonOption = False) -> None:
         for name, params in items.items():
             c.add_row(kind, name, ", ".join(params) or "-")
     console.print(c)
+    v = Table(title="checkpoint layouts (spmkit convert --from)", title_justify="left")
+    v.add_column("name")
+    v.add_column("release")
+    for name, release in converters.items():
+        v.add_row(name, release)
+    console.print(v)
 
 
 def register(app: typer.Typer) -> None:
