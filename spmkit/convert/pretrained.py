@@ -67,12 +67,12 @@ def blueprint_of_folder(folder: str | os.PathLike) -> Any:
     return load_blueprint(arch.removeprefix("spmkit_"))
 
 
-def load_converted(model: nn.Module, state_dict: Mapping[str, torch.Tensor], where: str,
-                   drop_classifier: bool = False) -> LoadReport:
-    """Convert and load strictly; with ``drop_classifier`` the ``head.fc`` tensors are left out (and stay)."""
+def load_converted(model: nn.Module, state_dict: Mapping[str, torch.Tensor], where: str) -> LoadReport:
+    """Convert and load strictly, except a classifier of another class count (or none, for feature
+    extractors): left out, as timm does."""
     layout, sd = convert_state_dict(state_dict, where=where)
     own = model.state_dict()
-    if drop_classifier:
+    if any(k.startswith("head.fc.") and (k not in own or own[k].shape != v.shape) for k, v in sd.items()):
         sd = {k: v for k, v in sd.items() if not k.startswith("head.fc.")}
         own = {k: v for k, v in own.items() if not k.startswith("head.fc.")}
     report = fit_report(sd, own)
@@ -91,11 +91,10 @@ def load_timm_pretrained(model: nn.Module, variant: str, pretrained_cfg: Any = N
     cfg = resolve_pretrained_cfg(variant, pretrained_cfg or dict(model.pretrained_cfg), dict(overlay or {}))
     cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
     num_classes = getattr(model, "num_classes", 0)
-    drop = cfg.get("num_classes") is not None and cfg.get("num_classes") != num_classes
     src = cfg.get("file")
     if src or cfg.get("state_dict") is not None:
         sd = cfg["state_dict"] if not src else read_checkpoint(src)
-        load_converted(model, unwrap_state_dict(sd) if not src else sd, str(src or "state_dict"), drop)
+        load_converted(model, unwrap_state_dict(sd) if not src else sd, str(src or "state_dict"))
     elif cfg.get("hf_hub_id") or cfg.get("url"):
         def _filter(state_dict: dict[str, torch.Tensor], _model: nn.Module | None = None) -> dict[str, torch.Tensor]:
             return convert_state_dict(unwrap_state_dict(state_dict), where=variant)[1]
