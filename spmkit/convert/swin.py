@@ -28,8 +28,9 @@ class Swin(Converter):
     checks = (RELATIVE_POSITION_INDEX, SWIN_ATTN_MASK)
 
     def detect(self, keys: Collection[str]) -> bool:
-        return any(k.startswith("layers.0.downsample.reduction.") for k in keys) and not any(
-            ".dconv." in k for k in keys)
+        swin_like = any(k.startswith("layers.") and k.endswith("relative_position_bias_table") for k in keys)
+        timm_layout = "head.fc.weight" in keys or any(k.startswith("layers.3.downsample.") for k in keys)
+        return swin_like and not timm_layout and not any(".dconv." in k for k in keys)
 
     def rules(self, state_dict: dict[str, torch.Tensor]) -> Sequence[Rule]:
         return RULES

@@ -40,7 +40,8 @@ class Timm(Converter):
     checks = (RELATIVE_POSITION_INDEX, SWIN_ATTN_MASK)
 
     def detect(self, keys: Collection[str]) -> bool:
-        swin = any(k.startswith("layers.1.downsample.") for k in keys) and not any(
+        swin = any(k.startswith("layers.") and k.endswith("relative_position_bias_table") for k in keys) and (
+            "head.fc.weight" in keys or any(k.startswith("layers.3.downsample.") for k in keys)) and not any(
             k.startswith("layers.0.downsample.") for k in keys)
         pvt = "patch_embed.proj.weight" in keys and any(k.startswith("stages.0.blocks.") for k in keys)
         return swin or pvt
