@@ -367,3 +367,27 @@ def test_timm_pretrained_file_local_dir_and_save_pretrained(tmp_path: Path) -> N
     assert d.head.fc.weight.shape[0] == 3 and torch.equal(d.stem.proj1.weight, model.stem.proj1.weight)
     with pytest.raises(CheckpointError, match="hosts no pretrained weights"):
         timm.create_model("spmkit_tiny_glnet", pretrained=True)
+
+
+def test_eval_weights_and_train_init_read_official_files(tmp_path: Path) -> None:
+    from imagefolder_util import make_imagefolder
+
+    from spmkit.engine.init_weights import load_init_weights
+
+    name = "glnet_stl"
+    overrides = [*TINY[name], "head.num_classes=3"]
+    torch.manual_seed(0)
+    model = spmkit.create_model("glnet_stl", overrides=overrides).eval()
+    torch.save({"model": official_like(name, model)}, tmp_path / "glnet_stl.pth")
+    data = make_imagefolder(tmp_path / "data", classes=3, train_per_class=1, val_per_class=2)
+    res = CliRunner().invoke(app, ["eval", "--blueprint", "glnet_stl", "--weights", str(tmp_path / "glnet_stl.pth"),
+                                   "--data", str(data), "--workers", "0", "--json",
+                                   *[a for o in overrides for a in ("--model-set", o)]])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["images"] == 6
+    # --init: a GLNet-STL + SPM model starts from the baseline's official weights; its SPM layers stay fresh
+    spm = spmkit.create_model("glnet_stl_spm", overrides=overrides)
+    report = load_init_weights(spm, tmp_path / "glnet_stl.pth")
+    assert report["layout"] == ["glnet"] and report["missing"] and all(".downsample." in k for k in report["missing"])
+    assert torch.equal(spm.stages[0].blocks[0].mixer.relation_mha.in_proj_weight,
+                       model.stages[0].blocks[0].mixer.relation_mha.in_proj_weight)

@@ -16,7 +16,7 @@ def convert(
     blueprint: Annotated[str, typer.Option("--blueprint", "-b", help="Target blueprint (path or builtin name).")],
     output: Annotated[str, typer.Option("--output", "-o", help="Where to write the spmkit state_dict (.pt).")],
     from_: Annotated[Optional[str], typer.Option("--from", help="Layout of CHECKPOINT (detected when omitted); "
-                                                 "see `spmkit list --json` converters.")] = None,
+                                                 "see `spmkit list`.")] = None,
     ema: Annotated[bool, typer.Option("--ema", help="Take the checkpoint's EMA weights.")] = False,
     strict: Annotated[bool, typer.Option(help="Fail unless every tensor of both sides is matched; --no-strict "
                                          "keeps a fresh init for parts the file lacks (e.g. SPM layers).")] = True,
