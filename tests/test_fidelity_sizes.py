@@ -64,3 +64,21 @@ def test_glnet_stl_floors_as_released() -> None:
     bp = load_blueprint("glnet_stl").model_dump()
     assert bp["stem"]["odd_size"] == "floor" and bp["merging"]["odd_size"] == "floor"
     assert load_blueprint("swin_t_spm").model_dump()["stem"].get("odd_size", "pad") == "pad"
+
+
+def test_glnet_release_init() -> None:
+    """GLNet's release keeps PyTorch's default init on its 1x1-conv MLPs (non-zero biases) and Xavier on
+    nn.MultiheadAttention's in-projection; the token-format last stage of STL keeps trunc-normal Linears."""
+    ov = ["img_size=64", *[f"stages.{i}.{f}={v}" for i, (d, h) in enumerate(zip((32, 64, 96, 128), (1, 2, 3, 4)))
+                           for f, v in (("dim", d), ("heads", h), ("depth", 1))]]
+    stl = spmkit.create_model("glnet_stl", overrides=ov)
+    plain = spmkit.create_model("glnet_stl", overrides=[*ov, "block.release_init=false"])
+    conv_mlp, token_mlp = stl.stages[0].blocks[0].mlp.fc1, stl.stages[3].blocks[0].mlp.fc1
+    bound = 1 / conv_mlp.in_features ** 0.5  # nn.Conv2d / nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    assert conv_mlp.bias.abs().max() > 0 and conv_mlp.bias.abs().max() <= bound
+    assert conv_mlp.weight.std() > 0.05  # U(-1/sqrt(32), 1/sqrt(32)): std 0.10, not trunc-normal(0.02)
+    assert torch.count_nonzero(token_mlp.bias) == 0 and token_mlp.weight.std() < 0.025
+    qkv = stl.stages[3].blocks[0].mixer.qkv
+    xavier = (6 / (qkv.in_features + qkv.out_features)) ** 0.5
+    assert torch.count_nonzero(qkv.bias) == 0 and qkv.weight.abs().max() <= xavier and qkv.weight.std() > 0.04
+    assert torch.count_nonzero(plain.stages[0].blocks[0].mlp.fc1.bias) == 0  # spmkit's own init without it
