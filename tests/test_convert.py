@@ -391,3 +391,13 @@ def test_eval_weights_and_train_init_read_official_files(tmp_path: Path) -> None
     assert report["layout"] == ["glnet"] and report["missing"] and all(".downsample." in k for k in report["missing"])
     assert torch.equal(spm.stages[0].blocks[0].mixer.relation_mha.in_proj_weight,
                        model.stages[0].blocks[0].mixer.relation_mha.in_proj_weight)
+
+
+class _TrainingConfig(dict):
+    """Stands for a config object (yacs CfgNode, OmegaConf) some trainers pickle next to the weights."""
+
+
+def test_checkpoint_with_other_pickled_objects_is_refused_clearly(tmp_path: Path) -> None:
+    torch.save({"model": {"stem.proj.weight": torch.zeros(1)}, "config": _TrainingConfig(lr=1)}, tmp_path / "c.pth")
+    with pytest.raises(CheckpointError, match="pickled .*_TrainingConfig besides the weights"):
+        read_checkpoint(tmp_path / "c.pth")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 from typing import Any, Iterator
 
 import torch
@@ -85,6 +86,11 @@ def read_checkpoint(path: str | os.PathLike, ema: bool = False) -> dict[str, tor
                 obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt file, pickle with code, truncated download...
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        if found:  # a training config or other object pickled next to the weights
+            raise CheckpointError(
+                f"{path}: holds a pickled {found.group(1)} besides the weights, which weights-only loading refuses; "
+                f"from a source you trust, save just its state_dict with torch.save(...) and convert that") from None
         raise CheckpointError(f"{path}: cannot be loaded as a weights-only checkpoint ({type(err).__name__}: "
                               f"{first})") from None
     return unwrap_state_dict(obj, ema=ema, where=path)
