@@ -60,10 +60,16 @@ def test_odd_sizes_pad_or_floor(odd_size: str) -> None:
         torch.testing.assert_close(z, ref)
 
 
-def test_glnet_stl_floors_as_released() -> None:
-    bp = load_blueprint("glnet_stl").model_dump()
-    assert bp["stem"]["odd_size"] == "floor" and bp["merging"]["odd_size"] == "floor"
+def test_reproductions_floor_as_released() -> None:
+    for name in ("glnet_stl", "pvt_tiny", "pvt_small"):
+        bp = load_blueprint(name).model_dump()
+        assert bp["stem"]["odd_size"] == "floor" and bp["merging"]["odd_size"] == "floor", name
+    assert load_blueprint("pvt_tiny_conv").model_dump()["merging"].get("odd_size", "pad") == "pad"  # ablation set pads
     assert load_blueprint("swin_t_spm").model_dump()["stem"].get("odd_size", "pad") == "pad"
+    model = spmkit.create_model("pvt_tiny", overrides=["img_size=64"]).eval()
+    with torch.no_grad():
+        feats = model.forward_intermediates(torch.randn(1, 3, 75, 67), intermediates_only=True)
+    assert [tuple(f.shape[-2:]) for f in feats] == [(18, 16), (9, 8), (4, 4), (2, 2)]  # floor, as the release
 
 
 def test_glnet_release_init() -> None:
