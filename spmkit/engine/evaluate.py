@@ -10,7 +10,7 @@ import torch
 
 from spmkit.engine.checkpoint import load_checkpoint
 from spmkit.engine.distributed import DistContext
-from spmkit.engine.init_weights import load_init_weights
+from spmkit.convert.load import load_weights
 from spmkit.engine.recipe import load_recipe
 from spmkit.engine.sampler import ShardSampler
 from spmkit.engine.worker_errors import SafeLoader
@@ -28,7 +28,8 @@ def evaluate(*, data: str | Path, checkpoint: str | Path | None = None, model: M
     """Metrics of the task's ``evaluate`` plus ``images``, ``images_per_s`` and ``seconds``.
 
     Either ``checkpoint`` (an spmkit run checkpoint: model, recipe and classes come from it) or ``model``
-    with optional ``weights`` (spmkit or timm weights, loaded non-strictly; missing keys are an error here).
+    with optional ``weights`` (an official release's, timm's or spmkit's, converted and loaded strictly;
+    ``use_ema`` takes their EMA copy).
     """
     if (checkpoint is None) == (model is None):
         raise SpmkitError("give either --checkpoint or --blueprint (with --weights), not both or neither.")
@@ -62,12 +63,8 @@ def evaluate(*, data: str | Path, checkpoint: str | Path | None = None, model: M
         t = task_cls(recipe)
         info = t.eval_data_info(Path(data), None)
         net = t.build_model(model, info)
-        if weights is not None:
-            report = load_init_weights(t.init_target(net), weights)
-            if report["missing"] or report["skipped"]:
-                bad = report["missing"] + report["skipped"]
-                raise CheckpointError(f"{weights} leaves {len(bad)} parameters of the model unset "
-                                      f"(e.g. {', '.join(bad[:3])}); evaluation needs all of them.")
+        if weights is not None:  # official, timm or spmkit weights; every tensor must fit
+            load_weights(t.init_target(net), weights, strict=True, ema=use_ema)
     net.to(dev).eval()
     if recipe.channels_last:
         net.to(memory_format=torch.channels_last)

@@ -59,6 +59,8 @@ class TrainRecipe(BaseModel):
     channels_last: bool = False
     compile: bool = False
     grad_checkpointing: bool = False
+    sync_bn: bool = Field(False, description="multi-process CUDA training: BatchNorm -> SyncBatchNorm (statistics "
+                          "over all processes), as GroupMixFormer and the papers' dense recipes train")
     # EMA of the weights (timm.utils.ModelEmaV3)
     ema: bool = False
     ema_decay: float = 0.99996
@@ -69,7 +71,8 @@ class TrainRecipe(BaseModel):
                                   "one per epoch); None keeps all")
     eval_every_epochs: int = Field(1, ge=1)
     log_every_steps: int = Field(20, ge=1)
-    init: str | None = Field(None, description="weights to start from: an spmkit or timm checkpoint")
+    init: str | None = Field(None, description="weights to start from: an spmkit, timm or official release's "
+                             "checkpoint (converted by spmkit.convert)")
 
     def resolved_workers(self) -> int:
         """``workers``, or min(8, CPU cores / processes on this node) when unset."""

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from spmkit.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from spmkit.engine.distributed import DistContext, cleanup_distributed, init_distributed
+from spmkit.engine.distributed import DistContext, cleanup_distributed, init_distributed, sync_batchnorm
 from spmkit.engine.finite import FiniteGuard
 from spmkit.engine.optim import create_optimizer, create_scheduler
 from spmkit.engine.recipe import load_recipe
@@ -253,6 +253,9 @@ def _run(cfg: TrainConfig, ctx: DistContext, rep: Reporter, run: RunDir,
     run.write_config(task=cfg.task, blueprint=_resolved_blueprint(model), recipe=recipe.model_dump(mode="json"),
                      info=info, data=str(data), model=spec.blueprint, world_size=ctx.world_size)
 
+    note = sync_batchnorm(model, ctx, recipe.sync_bn)
+    if note:
+        rep.message(note)
     train_model: nn.Module = model
     if ctx.distributed:
         train_model = nn.parallel.DistributedDataParallel(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -68,7 +69,10 @@ class WindowAttention(nn.Module):
 
     As in Swin, a window larger than the stage's feature map (at the blueprint's ``img_size``) shrinks to
     the map and the shift is dropped. At run time, maps that the window does not divide are zero-padded
-    at the bottom/right (after the norm, as in Swin) and cropped back. Class tokens are not supported.
+    at the bottom/right (after the norm, as in Swin) and cropped back; ``shift_order`` says whether the
+    shift comes after the padding (``pad_shift``: Microsoft's detection code and mmdet) or before it
+    (``shift_pad``: timm). Both give the same result when the window divides the map. Class tokens are
+    not supported.
     State-dict names follow Swin/timm: ``qkv``, ``proj``, ``relative_position_bias_table``.
     """
 
@@ -83,11 +87,15 @@ class WindowAttention(nn.Module):
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         allow_padding: bool = False,
+        shift_order: Literal["pad_shift", "shift_pad"] = "pad_shift",
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
         dd = {"device": device, "dtype": dtype}
+        if shift_order not in ("pad_shift", "shift_pad"):
+            raise ValueError(f"shift_order must be 'pad_shift' or 'shift_pad', got {shift_order!r}")
+        self.shift_first = shift_order == "shift_pad"
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by heads {num_heads}")
         if window_size < 1:
@@ -124,9 +132,11 @@ class WindowAttention(nn.Module):
         H, W = hw
         win, shift = self.window_size, self.shift_size
         n = win[0] * win[1]
+        if any(shift) and self.shift_first:  # timm: shift the map, then pad it
+            x = torch.roll(x.unflatten(1, (H, W)), shifts=(-shift[0], -shift[1]), dims=(1, 2)).flatten(1, 2)
         x = pad_nhwc_to_multiple(x.view(B, H, W, C), win[0], win[1])
         Hp, Wp = x.shape[1], x.shape[2]
-        if any(shift):
+        if any(shift) and not self.shift_first:
             x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
         windows = window_partition(x, win)  # [B*nW, n, C]
         nw = windows.shape[0] // B
@@ -148,6 +158,9 @@ class WindowAttention(nn.Module):
         out = merge_heads(out)  # [B*nW, heads, n, d] -> [B*nW, n, C]
         out = self.proj_drop(self.proj(out))
         x = window_reverse(out, win, Hp, Wp)
-        if any(shift):
+        if any(shift) and not self.shift_first:
             x = torch.roll(x, shifts=shift, dims=(1, 2))
-        return x[:, :H, :W].reshape(B, N, C)  # crop the padding (a view, no copy, when there is none)
+        x = x[:, :H, :W]  # crop the padding (a view, no copy, when there is none)
+        if any(shift) and self.shift_first:
+            x = torch.roll(x, shifts=shift, dims=(1, 2))
+        return x.reshape(B, N, C)

@@ -28,6 +28,7 @@ class DetectionRecipe(TrainRecipe):
     """The 1x COCO recipe of the PVT / SPM papers (mmdet's ``1x`` schedule)."""
 
     detector: Literal["mask_rcnn", "retinanet"] = "mask_rcnn"
+    sync_bn: bool = Field(True, description="SyncBatchNorm in multi-process CUDA training (mmdet's SyncBN)")
     epochs: int = Field(12, ge=1)
     batch_size: int = Field(2, ge=1, description="images per process per step (2 x 8 GPUs = 16)")
     lr: float | None = Field(1e-4, gt=0)

@@ -51,6 +51,7 @@ class SegmentationRecipe(TrainRecipe):
         return self
 
     head: Literal["semantic_fpn", "upernet"] = "semantic_fpn"
+    sync_bn: bool = Field(True, description="SyncBatchNorm in multi-process CUDA training (mmseg's SyncBN)")
     iters: int | None = Field(40000, ge=1, description="total optimizer steps; None -> real epochs over the data")
     epochs: int = Field(10, ge=1, description="with iters: evaluation rounds of iters/epochs steps each")
     batch_size: int = Field(2, ge=1, description="images per process per step (2 x 8 GPUs = 16)")

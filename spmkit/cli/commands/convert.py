@@ -1,4 +1,4 @@
-"""``spmkit convert``: timm weights -> an spmkit state_dict for a blueprint."""
+"""``spmkit convert``: an official release's, timm's or spmkit's checkpoint -> an spmkit state_dict."""
 
 from __future__ import annotations
 
@@ -12,27 +12,30 @@ from spmkit.cli.options import BlueprintSetAlias, ModelSetOption, model_override
 
 @user_errors
 def convert(
-    checkpoint: Annotated[str, typer.Argument(help="timm checkpoint (.pth/.pt/.safetensors) of swin_* or pvt_v2_*.")],
+    checkpoint: Annotated[str, typer.Argument(help="Checkpoint file (.pth/.pt/.bin/.safetensors) or save_pretrained folder.")],
     blueprint: Annotated[str, typer.Option("--blueprint", "-b", help="Target blueprint (path or builtin name).")],
     output: Annotated[str, typer.Option("--output", "-o", help="Where to write the spmkit state_dict (.pt).")],
-    family: Annotated[Optional[str], typer.Option(help="swin or pvt_v2 (detected when omitted).")] = None,
-    strict: Annotated[bool, typer.Option(help="Fail unless every parameter is loaded.")] = False,
+    from_: Annotated[Optional[str], typer.Option("--from", help="Layout of CHECKPOINT (detected when omitted); "
+                                                 "see `spmkit list`.")] = None,
+    ema: Annotated[bool, typer.Option("--ema", help="Take the checkpoint's EMA weights.")] = False,
+    strict: Annotated[bool, typer.Option(help="Fail unless every tensor of both sides is matched; --no-strict "
+                                         "keeps a fresh init for parts the file lacks (e.g. SPM layers).")] = True,
     model_set: ModelSetOption = None,
     set_: BlueprintSetAlias = None,
 ) -> None:
-    """Convert timm weights for BLUEPRINT; parts the source lacks (e.g. SPM layers) keep a fresh init."""
-    from spmkit.convert import load_timm_weights
+    """Convert CHECKPOINT for BLUEPRINT; any tensor left unmatched fails the command (unless --no-strict)."""
+    from spmkit.convert import load_weights
     from spmkit.engine_io import save_atomic
     from spmkit.factory import create_model
 
     model = create_model(blueprint, overrides=model_overrides(model_set, set_))
-    report = load_timm_weights(model, checkpoint, family=family, strict=strict)
+    report = load_weights(model, checkpoint, from_=from_, strict=strict, ema=ema)
     save_atomic(model.state_dict(), output)
-    typer.echo(f"wrote {output}: {len(model.state_dict()) - len(report.missing)} tensors loaded, "
+    typer.echo(f"wrote {output}: layout {report.layout}, {len(report.loaded)} tensors loaded, "
                f"{len(report.missing)} freshly initialised, {len(report.unexpected)} unused, "
                f"{len(report.skipped_shape)} skipped (shape)")
-    for key in report.missing[:20]:
-        typer.echo(f"  initialised: {key}")
+    for key in (report.missing + report.unexpected + report.skipped_shape)[:20]:
+        typer.echo(f"  not loaded: {key}")
 
 
 def register(app: typer.Typer) -> None:

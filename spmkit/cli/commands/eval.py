@@ -22,7 +22,7 @@ def eval_(
     data: Annotated[Path, typer.Option("--data", help="data folder with a val/ split")],
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="spmkit run checkpoint (last.pt / best.pt)")] = None,
     blueprint: Annotated[Optional[str], typer.Option("--blueprint", "-b", help="blueprint (instead of --checkpoint)")] = None,
-    weights: Annotated[Optional[Path], typer.Option("--weights", help="weights for --blueprint (spmkit or timm)")] = None,
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="weights for --blueprint (spmkit, timm or an official release's; converted, loaded strictly)")] = None,
     task: Annotated[str, typer.Option("--task", help="task for --blueprint")] = "classification",
     model_set: ModelSetOption = None,
     set_: RecipeSetOption = None,

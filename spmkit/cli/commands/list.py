@@ -32,9 +32,14 @@ def list_(json_: JsonOption = False) -> None:
         kind: {name: user_parameter_names(kind, obj) for name, obj in reg.items()}
         for kind, reg in COMPONENT_REGISTRIES.items()
     }
+    from spmkit.registry import CONVERTERS
+
+    import spmkit.convert  # noqa: F401  (fills CONVERTERS)
+
+    converters = {name: conv.release for name, conv in CONVERTERS.items()}
     if json_:
         typer.echo(json.dumps({"blueprints": blueprints, "recipes": recipes, "sweeps": sweeps,
-                               "components": components}, indent=2))
+                               "components": components, "converters": converters}, indent=2))
         return
     # a table never cuts a name or a path: wide enough for the longest row, folded on a narrow terminal
     longest = max(len(k) + len(v) for k, v in {**blueprints, **recipes, **sweeps}.items())
@@ -57,6 +62,12 @@ def list_(json_: JsonOption = False) -> None:
         for name, params in items.items():
             c.add_row(kind, name, ", ".join(params) or "-")
     console.print(c)
+    v = Table(title="checkpoint layouts (spmkit convert --from)", title_justify="left")
+    v.add_column("name")
+    v.add_column("release")
+    for name, release in converters.items():
+        v.add_row(name, release)
+    console.print(v)
 
 
 def register(app: typer.Typer) -> None:

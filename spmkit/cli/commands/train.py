@@ -29,7 +29,7 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="images per process per step")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="absolute lr (default: 5e-4 x global batch / 512)")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="data-loader workers per process")] = None,
-    init: Annotated[Optional[str], typer.Option("--init", help="start from these weights (spmkit or timm checkpoint)")] = None,
+    init: Annotated[Optional[str], typer.Option("--init", help="start from these weights (spmkit, timm or an official release's checkpoint; converted)")] = None,
     detector: Annotated[Optional[str], typer.Option("--detector", help="--task detection: mask_rcnn or retinanet (shortcut for --set detector=...)")] = None,
     seed: SeedOption = None,
     amp: AmpOption = None,
