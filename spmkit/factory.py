@@ -20,7 +20,7 @@ _KWARG_FIELDS = {
     "in_chans": "in_chans",
     "img_size": "img_size",
 }
-_IGNORED = {"pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"}
+_IGNORED = {"pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "pretrained_model_args"}
 
 
 def _kwargs_to_overrides(kwargs: dict[str, Any]) -> list[str]:
@@ -55,7 +55,8 @@ def create_model(
     pretrained: bool = False,
     features_only: bool = False,
     out_indices: Sequence[int] | None = None,
-    checkpoint_path: str | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_from: str | None = None,
     device: Any = None,
     dtype: Any = None,
     **kwargs: Any,
@@ -64,14 +65,22 @@ def create_model(
 
     ``overrides`` are dotted ``--set`` strings; ``num_classes``, ``drop_path_rate``, ``in_chans``,
     ``img_size``, ``global_pool`` and ``drop_rate`` work as in timm. ``features_only=True`` returns timm's
-    feature extractor (a list of NCHW maps per ``out_indices``). ``checkpoint_path`` loads an spmkit
-    state_dict (``weights_only=True``).
+    feature extractor (a list of NCHW maps per ``out_indices``). ``checkpoint_path`` loads weights strictly:
+    an spmkit file, timm's, or an official release's (converted on the fly; the layout is detected from
+    the keys, ``checkpoint_from`` names it; see ``spmkit.convert``). ``checkpoint_path`` may also be a
+    ``save_pretrained`` folder, and ``name_or_path`` ``"local-dir:FOLDER"`` builds from such a folder.
     """
     if pretrained:
         raise SpmkitError(
-            "spmkit hosts no pretrained weights. Load timm weights with spmkit.convert.load_timm_weights(model, "
-            "path) or an spmkit checkpoint with checkpoint_path=..."
+            "spmkit hosts no pretrained weights. Pass checkpoint_path=FILE (official, timm or spmkit weights), "
+            "or use timm.create_model('spmkit_NAME', pretrained=True, pretrained_cfg_overlay=dict(file=FILE))."
         )
+    if isinstance(name_or_path, (str, os.PathLike)) and os.fspath(name_or_path).startswith("local-dir:"):
+        from spmkit.convert.pretrained import blueprint_of_folder
+
+        folder = os.fspath(name_or_path)[len("local-dir:"):]
+        name_or_path = blueprint_of_folder(folder)
+        checkpoint_path = checkpoint_path or folder
     bp = name_or_path if isinstance(name_or_path, Blueprint) else load_blueprint(name_or_path)
     ov = [*overrides, *_kwargs_to_overrides(kwargs)]
     if not features_only:
@@ -89,10 +98,10 @@ def create_model(
             features_only=True,
         )
     if checkpoint_path:
-        from spmkit.convert.checkpoint import load_state_dict_file
+        from spmkit.convert.load import load_weights
 
         target = model.model if features_only else model  # type: ignore[union-attr]
-        target.load_state_dict(load_state_dict_file(checkpoint_path), strict=not features_only)
+        load_weights(target, checkpoint_path, from_=checkpoint_from, strict=not features_only)
     return model
 
 
@@ -101,8 +110,14 @@ def _timm_entry(name: str):
         features_only = kwargs.pop("features_only", False)
         out_indices = kwargs.pop("out_indices", None)
         kwargs.pop("feature_cls", None)
-        return create_model(name, pretrained=pretrained, features_only=features_only, out_indices=out_indices,
-                            **kwargs)
+        cfg, overlay = kwargs.pop("pretrained_cfg", None), kwargs.pop("pretrained_cfg_overlay", None)
+        model = create_model(name, features_only=features_only, out_indices=out_indices, **kwargs)
+        if pretrained:  # weights from pretrained_cfg (file, local-dir, Hub) through spmkit's converters
+            from spmkit.convert.pretrained import load_timm_pretrained
+
+            target = model.model if features_only else model  # type: ignore[union-attr]
+            load_timm_pretrained(target, entry.__name__, cfg, overlay)
+        return model
 
     entry.__name__ = entry.__qualname__ = f"spmkit_{name}"
     entry.__module__ = __name__

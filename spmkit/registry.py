@@ -99,6 +99,8 @@ HEADS: Registry = Registry("head")
 NORMS: Registry = Registry("norm")
 ACTS: Registry = Registry("act")
 TASKS: Registry = Registry("task")
+#: Checkpoint layouts ``spmkit.convert`` reads (official releases, timm, spmkit), one file each in spmkit/convert/.
+CONVERTERS: Registry = Registry("converter")
 
 #: The registries whose components a blueprint names, by the blueprint field that names them.
 COMPONENT_REGISTRIES: dict[str, Registry] = {

@@ -17,7 +17,8 @@ BLUEPRINTS = ROOT / "blueprints"
 
 
 def all_blueprint_files() -> list[Path]:
-    return sorted(BLUEPRINTS.rglob("*.yaml"))
+    """Every builtin blueprint file (sweep files under blueprints/sweeps/ are not blueprints)."""
+    return sorted(p for p in BLUEPRINTS.rglob("*.yaml") if p.relative_to(BLUEPRINTS).parts[0] != "sweeps")
 
 
 def tiny_blueprint_files() -> list[Path]:

@@ -53,8 +53,17 @@ def test_train_eval_predict(scenes, tmp_path):
     summary = json.loads(res.stdout)
     assert summary["task"] == "segmentation" and sum(summary["pixel_fraction"].values()) <= 1.0 + 1e-6
     drawn = np.asarray(Image.open(out))
-    assert drawn.shape == (72, 72, 3)
-    assert not np.array_equal(drawn, np.asarray(Image.open(image).convert("RGB")))  # the map was blended in
+    assert drawn.shape[0] >= 72 and drawn.shape[1] > 72 and drawn.shape[2] == 3  # the map, a legend on its right
+    assert not np.array_equal(drawn[:72, :72], np.asarray(Image.open(image).convert("RGB")))  # the map blended in
+
+    folder = image.parent  # a folder: one drawn PNG per image in -o FOLDER
+    res = runner.invoke(app, ["predict", str(folder), "--checkpoint", str(run / "last.pt"), "-o",
+                              str(tmp_path / "preds"), "--json", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    images = sorted(folder.glob("*.jpg"))
+    assert [p["image"] for p in doc["predictions"]] == [str(i) for i in images] and len(images) > 1
+    assert sorted(p.name for p in (tmp_path / "preds").iterdir()) == sorted(f"{i.stem}_pred.png" for i in images)
 
 
 def test_errors_exit_2_without_traceback(tmp_path):

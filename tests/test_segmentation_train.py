@@ -31,7 +31,8 @@ def test_iteration_epochs(scenes):
     assert info == {"num_classes": 4, "classes": ["background", "rectangle", "ellipse", "triangle"]}
     ds = t.build_dataset(scenes, "train", None, info)
     assert len(ds) == 5 * 2  # 10 iterations in 2 epochs: 5 steps of 2 images each epoch
-    image, label = ds[7]  # cycles over the 4 real images
+    image, label, skipped = ds[7]  # cycles over the 4 real images; skipped: 1 if it was unreadable
+    assert skipped == 0
     assert image.shape == (3, 64, 64)
 
 

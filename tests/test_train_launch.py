@@ -60,4 +60,4 @@ def test_bad_input_is_reported_once_before_launching(tmp_path, monkeypatch) -> N
     (args,) = launched
     assert args[:1] == ["train"] and "--nproc" not in args  # the children train instead of launching again
     assert ["--set", "epochs=3"] == args[args.index("epochs=3") - 1 : args.index("epochs=3") + 1]
-    assert args[args.index("--devices") + 1] == "cpu" and args[args.index("--blueprint") + 1] == "tiny_pvt"
+    assert args[args.index("--device") + 1] == "cpu" and args[args.index("--blueprint") + 1] == "tiny_pvt"

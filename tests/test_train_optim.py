@@ -96,3 +96,28 @@ def test_init_from_timm_pvt_v2_weights_through_the_converter(tmp_path) -> None:
     report = task.load_init_weights(model, tmp_path / "timm.pth")
     assert sorted(report["skipped"]) == ["head.fc.bias", "head.fc.weight"] and not report["missing"]
     torch.testing.assert_close(model.stem.proj.weight, ref.patch_embed.proj.weight)
+
+
+def test_sync_bn_converts_batchnorm_for_multi_process_cuda_only() -> None:
+    from spmkit.engine.distributed import DistContext, sync_batchnorm
+    from spmkit.engine.recipe import load_recipe
+    from spmkit.tasks.classification import ClassificationRecipe
+    from spmkit.tasks.detection import DetectionRecipe
+    from spmkit.tasks.segmentation import SegmentationRecipe
+
+    def model() -> nn.Module:
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Sequential(nn.BatchNorm2d(4)))
+
+    m = model()
+    params = [id(p) for p in m.parameters()]
+    keys = list(m.state_dict())
+    assert sync_batchnorm(m, DistContext(world_size=1), True) is None  # one process: nothing to sync
+    assert sync_batchnorm(m, DistContext(world_size=2), False) is None  # the recipe says no
+    note = sync_batchnorm(m, DistContext(world_size=2, device=torch.device("cpu")), True)
+    assert "needs CUDA" in note and not any(isinstance(x, nn.SyncBatchNorm) for x in m.modules())
+    note = sync_batchnorm(m, DistContext(world_size=2, device=torch.device("cuda", 0)), True)
+    assert "2 BatchNorm layers synchronised across 2 processes" in note
+    assert sum(isinstance(x, nn.SyncBatchNorm) for x in m.modules()) == 2
+    assert [id(p) for p in m.parameters()] == params and list(m.state_dict()) == keys  # optimizer, EMA, checkpoints unaffected
+    assert not ClassificationRecipe().sync_bn and DetectionRecipe().sync_bn and SegmentationRecipe().sync_bn
+    assert load_recipe(ClassificationRecipe, "imagenet_groupmixformer").sync_bn

@@ -45,7 +45,10 @@ class GLNetBlock(nn.Module):
     LayerNorms with that eps (GLNet: 1e-6, while its stem, transitions and final norm are BatchNorm)
     instead of the model norm. A GLMix mixer gets the block input as its slot source, as released.
     ``layer_scale <= 0`` disables layer scale. ``mixer: null`` gives the MLP branch only. Class tokens
-    (with a mixer that takes them, e.g. ``global``) skip the convs.
+    (with a mixer that takes them, e.g. ``global``) skip the convs. ``release_init``: initialise as the
+    release does instead of spmkit's trunc-normal Linears: the 1x1-conv MLPs of its NCHW blocks keep
+    PyTorch's default conv init (biases included), ``nn.MultiheadAttention``'s in-projection is
+    Xavier-uniform with zero bias (the token-format ``MHSA_Block``'s Linear MLP stays trunc-normal).
     """
 
     def __init__(
@@ -62,10 +65,12 @@ class GLNetBlock(nn.Module):
         mlp_dw: bool = False,
         layer_scale: float = -1.0,
         norm_eps: float | None = None,
+        release_init: bool = False,
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
+        self.release_init = release_init
         if cpe_kernel < 0 or (cpe_kernel and cpe_kernel % 2 == 0):
             raise ValueError(f"glmix block cpe_kernel must be odd (or 0 for none), got {cpe_kernel}.")
         dd = dict(device=device, dtype=dtype)
@@ -79,6 +84,20 @@ class GLNetBlock(nn.Module):
         self.mlp = ConvMlp(dim, int(dim * mlp_ratio), act_layer, mlp_dw, **dd)
         self.ls2 = LayerScale(dim, layer_scale, **dd) if layer_scale > 0 else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def init_weights(self) -> None:
+        """Runs after the model-wide Linear init (and before the mixer's own ``init_weights``)."""
+        if not self.release_init:
+            return
+        from spmkit.mixers.global_attn import GlobalAttention
+
+        if isinstance(self.mixer, GLMix) or self.pos_conv is not None or self.mlp.dw is not None:  # NCHW blocks
+            self.mlp.fc1.reset_parameters()  # = nn.Conv2d's default init of the same 1x1 conv
+            self.mlp.fc2.reset_parameters()
+        if isinstance(self.mixer, GlobalAttention):
+            nn.init.xavier_uniform_(self.mixer.qkv.weight)
+            if self.mixer.qkv.bias is not None:
+                nn.init.zeros_(self.mixer.qkv.bias)
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         source = x

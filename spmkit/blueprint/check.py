@@ -7,7 +7,7 @@ raised by the components' constructors and reported by the builder at the same d
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Any, Sequence
 
 from spmkit.blueprint.params import accepts, user_parameter_names, validate_params, validate_value
 from spmkit.blueprint.schema import Blueprint, ComponentSpec, MixerSpec, StageSpec
@@ -58,20 +58,53 @@ def stage_classes(bp: Blueprint, i: int) -> list[Any]:
     return out
 
 
-def _check_extras(bp: Blueprint, issues: list[FieldIssue]) -> None:
+def _stage_components(bp: Blueprint, i: int) -> str:
+    """``mixer 'sra', block 'transformer'``: the mixers and blocks stage ``i`` has, by name."""
+    parts = [f"mixer {m.type!r}" for m in _mixer_list(bp.stage_value(i, "mixer"))]
+    parts += [f"block {m.block!r}" for m in _mixer_list(bp.stage_value(i, "mixer")) if m.block]
+    block = bp.stage_value(i, "block")
+    if block is not None:
+        parts.append(f"block {block.type!r}")
+    return ", ".join(dict.fromkeys(parts)) or "no mixer or block"
+
+
+def _all_stage_components(bp: Blueprint) -> str:
+    """``stages.0-3: mixer 'sra', block 'transformer'``: consecutive stages with the same components merged."""
+    groups: list[tuple[int, int, str]] = []
+    for i in range(len(bp.stages)):
+        desc = _stage_components(bp, i)
+        if groups and groups[-1][2] == desc:
+            groups[-1] = (groups[-1][0], i, desc)
+        else:
+            groups.append((i, i, desc))
+    return "; ".join(f"stages.{a}{f'-{b}' if b > a else ''}: {d}" for a, b, d in groups)
+
+
+def _check_extras(bp: Blueprint, issues: list[FieldIssue], overridden: frozenset[str] = frozenset()) -> None:
     stage_fields = list(StageSpec.model_fields)
     top_fields = list(Blueprint.model_fields)
     classes_per_stage = [stage_classes(bp, i) for i in range(len(bp.stages))]
     for key in bp.extras:
         if not any(accepts(c, key) for classes in classes_per_stage for c in classes):
             names = {n for classes in classes_per_stage for c in classes for n in _names(c)}
-            issues.append(FieldIssue(key, _extra_message(key, top_fields, names)))
+            issues.append(FieldIssue(key, _extra_message(key, top_fields, names).replace(
+                "no mixer or block of this stage takes it.",
+                f"no mixer or block of any stage takes it ({_all_stage_components(bp)}).")))
     # a stage extra that only another stage's components take is tolerated (a stage may switch its mixer
     # off with --set, which cannot delete keys); one that nothing takes is a typo
     every = [c for classes in classes_per_stage for c in classes]
     for i, stage in enumerate(bp.stages):
         for key in stage.extras:
-            if not any(accepts(c, key) for c in every):
+            if f"stages.{i}.{key}" in overridden and not any(accepts(c, key) for c in classes_per_stage[i]):
+                # an override the user just gave must reach a component of that very stage
+                names = {n for c in classes_per_stage[i] for n in _names(c)}
+                takes = f"; they take: {', '.join(sorted(names))}" if names else ""
+                close = difflib.get_close_matches(key, stage_fields + sorted(names), n=2, cutoff=0.5)
+                hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+                issues.append(FieldIssue(f"stages.{i}.{key}", (
+                    f"no component of stages.{i} takes {key!r} (stages.{i} has {_stage_components(bp, i)}{takes}); "
+                    f"the override would be ignored.{hint}")))
+            elif not any(accepts(c, key) for c in every):
                 names = {n for c in classes_per_stage[i] for n in _names(c)}
                 issues.append(FieldIssue(f"stages.{i}.{key}", _extra_message(key, stage_fields, names)))
     if issues:
@@ -109,8 +142,11 @@ def _extra_message(key: str, fields: list[str], params: set[str]) -> str:
             f"{hint}{takes}")
 
 
-def check_components(bp: Blueprint) -> list[FieldIssue]:
-    """Every problem of names, parameters and extras in ``bp`` (empty list: fine)."""
+def check_components(bp: Blueprint, overridden: Sequence[str] = ()) -> list[FieldIssue]:
+    """Every problem of names, parameters and extras in ``bp`` (empty list: fine).
+
+    ``overridden``: dotted keys set by ``--model-set``; a stage extra among them must be taken by a mixer or
+    block of that stage (other stage extras may serve another stage's components)."""
     load_components()
     issues: list[FieldIssue] = []
     _check_spec("stem", bp.stem, "stem", issues)
@@ -138,5 +174,5 @@ def check_components(bp: Blueprint) -> list[FieldIssue]:
             if not -n <= idx < n:
                 issues.append(FieldIssue(f"out_indices.{j}", f"stage index {idx} out of range for {n} stages"))
     if not issues:
-        _check_extras(bp, issues)
+        _check_extras(bp, issues, frozenset(overridden))
     return issues

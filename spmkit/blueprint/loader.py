@@ -37,11 +37,17 @@ def builtin_dir() -> Path:
     return here / "_blueprints"
 
 
+#: folders of the builtin directory that hold other YAML than blueprints (sweep files: ``spmkit sweep``)
+NOT_BLUEPRINTS = ("sweeps",)
+
+
 def list_blueprints() -> dict[str, Path]:
     """Builtin blueprint names (file stems, unique across family folders) -> paths."""
     out: dict[str, Path] = {}
-    for path in sorted(builtin_dir().rglob("*.yaml")):
-        out.setdefault(path.stem, path)
+    root = builtin_dir()
+    for path in sorted(root.rglob("*.yaml")):
+        if path.relative_to(root).parts[0] not in NOT_BLUEPRINTS:
+            out.setdefault(path.stem, path)
     return out
 
 
@@ -203,15 +209,17 @@ def load_blueprint(src: str | os.PathLike | dict[str, Any] | Blueprint, override
     else:
         data, path = read_raw(src)
         source = str(path)
+    keys = []
     for text in overrides:
         key, value = parse_override(text)
         set_dotted(data, key, value, f"{source} (--set {text})")
+        keys.append(key)
     try:
         bp = Blueprint.model_validate(data)
     except ValidationError as err:
         raise BlueprintError(source, pydantic_issues(err)) from None
     bp._source = source
-    issues = check_components(bp)
+    issues = check_components(bp, keys)
     if issues:
         raise BlueprintError(source, issues)
     return bp

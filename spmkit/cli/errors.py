@@ -10,7 +10,6 @@ import sys
 import traceback
 from typing import Any, Callable, TypeVar
 
-import click
 import typer
 from rich.console import Console
 
@@ -77,6 +76,15 @@ def handle(err: BaseException) -> int:
     return code
 
 
+def _click_exception() -> type[Exception]:
+    """The ClickException class typer raises: click's own, or the copy typer >= 0.20 vendors."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+#: what commands raise on purpose (exits, aborts, usage errors): left to typer, which prints and exits
+PASS_THROUGH: tuple[type[BaseException], ...] = (typer.Exit, typer.Abort, _click_exception())
+
+
 def user_errors(fn: F) -> F:
     """Decorator for commands: every exception becomes one paragraph and an exit code (see ``describe``);
     click's own exits and usage errors pass through to click."""
@@ -85,7 +93,7 @@ def user_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+        except PASS_THROUGH:
             raise
         except Exception as err:  # noqa: BLE001 (the error boundary)
             raise typer.Exit(handle(err)) from None

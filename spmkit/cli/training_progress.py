@@ -1,19 +1,23 @@
-"""A rich progress bar for the training loop (rank 0): epoch, batches, loss, lr, images/s, ETA."""
+"""The training loop's console on a terminal (rank 0): a live bar per epoch, the summary, evaluations."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from spmkit.engine.reporter import Level, format_epoch, format_evaluation
 
 
 class RichReporter:
-    """Implements ``spmkit.engine.reporter.Reporter`` with one bar per epoch and a summary line after it."""
+    """Implements ``spmkit.engine.reporter.Reporter`` with one bar per epoch; the summary, evaluation and
+    epoch lines are the same plain lines that ``train.log`` gets. The per-step log lines are left to the bar."""
 
     def __init__(self, console: Console | None = None) -> None:
-        # soft_wrap: summary lines in a log file stay whole instead of breaking at 80 columns
-        self.console = console or Console(stderr=True, soft_wrap=True)
+        # soft_wrap: long lines stay whole instead of breaking at the terminal width
+        self.console = console or Console(soft_wrap=True, highlight=False)
         self.progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.3e}  {task.fields[ips]:.0f} img/s"),
@@ -22,6 +26,10 @@ class RichReporter:
         )
         self._task = None
         self.progress.start()
+
+    def summary(self, lines: list[str]) -> None:
+        for line in lines:
+            self.progress.console.print(escape(line))
 
     def start_epoch(self, epoch: int, epochs: int, total: int, done: int) -> None:
         if self._task is not None:
@@ -33,13 +41,17 @@ class RichReporter:
         if self._task is not None:
             self.progress.update(self._task, completed=done, loss=loss, lr=lr, ips=images_per_s)
 
-    def end_epoch(self, row: dict[str, Any]) -> None:
-        keys = ("train_loss", "top1", "top5", "lr", "images_per_s")
-        parts = [f"{k} {row[k]:.4g}" for k in keys if isinstance(row.get(k), (int, float))]
-        self.progress.console.print(f"epoch {row['epoch']}: " + "  ".join(parts))
+    def log_step(self, info: dict[str, Any]) -> None:
+        pass  # the live bar shows it; train.log gets the line
 
-    def message(self, text: str) -> None:
-        self.progress.console.print(f"[yellow]{text}")
+    def evaluation(self, epoch: int, metrics: dict[str, Any]) -> None:
+        self.progress.console.print(f"[bold cyan]{escape(format_evaluation(epoch, metrics))}")
+
+    def end_epoch(self, row: dict[str, Any]) -> None:
+        self.progress.console.print(escape(format_epoch(row)))
+
+    def message(self, text: str, level: Level = "warning") -> None:
+        self.progress.console.print(f"[yellow]{escape(text)}" if level == "warning" else escape(text))
 
     def close(self) -> None:
         self.progress.stop()

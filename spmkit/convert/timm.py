@@ -1,86 +1,60 @@
-"""timm state_dicts -> spmkit layout, so dense-task and fine-tuning runs start from ImageNet weights.
+"""timm's Swin (``swin_*``, timm >= 0.9 layout) and PVT v2 (``pvt_v2_*``) state_dicts.
 
-Supported families: timm's ``swin_transformer`` (``swin_*``) and ``pvt_v2`` (``pvt_v2_*``). The spmkit
-blueprints ``swin_t`` and ``pvt_v2_b*`` keep timm's module names inside blocks, so the mapping is a few
-prefix renames; non-persistent buffers found in older checkpoints are dropped.
+The ``swin_t`` and ``pvt_v2_b*`` blueprints keep timm's module names inside blocks, so the mapping is a
+few prefix renames. Relative position indices and attention masks that older timm versions saved are
+checked and dropped. (timm < 0.9 Swin checkpoints have the original Microsoft layout: converter ``swin``.)
 """
 
 from __future__ import annotations
 
-import os
 import re
-from dataclasses import dataclass, field
+from typing import Collection, Sequence
 
 import torch
-from torch import nn
 
-from spmkit.convert.checkpoint import load_state_dict_file
+from spmkit.convert.base import RELATIVE_POSITION_INDEX, SWIN_ATTN_MASK, Converter, Rule
 from spmkit.errors import CheckpointError
+from spmkit.registry import CONVERTERS
 
-RULES: dict[str, list[tuple[str, str]]] = {
+RULES: dict[str, list[Rule]] = {
     "swin": [(r"^patch_embed\.", "stem."), (r"^layers\.", "stages.")],
     "pvt_v2": [(r"^patch_embed\.", "stem."), (r"^head\.(weight|bias)$", r"head.fc.\1")],
 }
-_DROP = re.compile(r"(relative_position_index|attn_mask)$")
 
 
-def detect_family(state_dict: dict[str, torch.Tensor]) -> str:
+def detect_family(state_dict: dict[str, torch.Tensor] | Collection[str]) -> str:
+    """``swin`` or ``pvt_v2``: which timm family a state_dict is from."""
     keys = list(state_dict)
     if any(k.startswith("layers.") for k in keys) and any("relative_position_bias_table" in k for k in keys):
         return "swin"
     if any(re.match(r"^stages\.\d+\.downsample\.proj\.", k) for k in keys) and any(".attn.kv." in k for k in keys):
         return "pvt_v2"
-    raise CheckpointError(
-        "cannot tell which timm model family this state_dict is from; supported: " + ", ".join(RULES)
-    )
+    raise CheckpointError("cannot tell which timm model family this state_dict is from; supported: "
+                          + ", ".join(RULES))
+
+
+@CONVERTERS.register("timm")
+class Timm(Converter):
+    name = "timm"
+    release = "huggingface/pytorch-image-models (swin_*, pvt_v2_*)"
+    checks = (RELATIVE_POSITION_INDEX, SWIN_ATTN_MASK)
+
+    def detect(self, keys: Collection[str]) -> bool:
+        swin = any(k.startswith("layers.") and k.endswith("relative_position_bias_table") for k in keys) and (
+            "head.fc.weight" in keys or any(k.startswith("layers.3.downsample.") for k in keys)) and not any(
+            k.startswith("layers.0.downsample.") for k in keys)
+        pvt = "patch_embed.proj.weight" in keys and any(k.startswith("stages.0.blocks.") for k in keys)
+        return swin or pvt
+
+    def rules(self, state_dict: dict[str, torch.Tensor]) -> Sequence[Rule]:
+        return RULES[detect_family(state_dict)]
 
 
 def timm_state_dict_to_spmkit(state_dict: dict[str, torch.Tensor], family: str | None = None) -> dict[str, torch.Tensor]:
-    """Rename a timm state_dict's keys to spmkit's; ``family`` is detected when not given."""
-    family = family or detect_family(state_dict)
-    if family not in RULES:
+    """Rename a timm state_dict's keys to spmkit's (``family`` is detected when not given)."""
+    if family is not None and family not in RULES:
         raise CheckpointError(f"unknown timm family {family!r}; supported: {', '.join(RULES)}")
-    out = {}
-    for key, value in state_dict.items():
-        if _DROP.search(key):
-            continue
-        for pattern, repl in RULES[family]:
-            key = re.sub(pattern, repl, key)
-        out[key] = value
-    return out
-
-
-@dataclass
-class LoadReport:
-    """What a non-strict load left out: parameters freshly initialised, and source keys unused."""
-
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    skipped_shape: list[str] = field(default_factory=list)
-
-
-def load_timm_weights(
-    model: nn.Module, source: str | os.PathLike | dict[str, torch.Tensor], family: str | None = None,
-    strict: bool = False,
-) -> LoadReport:
-    """Load timm weights into an spmkit model. Tensors whose shape differs (a head of another class count)
-    are skipped and reported; with ``strict=False`` parts the source lacks (e.g. SPM layers) keep their init."""
-    sd = source if isinstance(source, dict) else load_state_dict_file(source)
-    sd = timm_state_dict_to_spmkit(sd, family)
-    own = model.state_dict()
-    report = LoadReport()
-    filtered = {}
-    for k, v in sd.items():
-        if k in own and own[k].shape != v.shape:
-            report.skipped_shape.append(k)
-        else:
-            filtered[k] = v
-    result = model.load_state_dict(filtered, strict=False)
-    report.missing = list(result.missing_keys)
-    report.unexpected = list(result.unexpected_keys)
-    if strict and (report.missing or report.unexpected or report.skipped_shape):
-        raise CheckpointError(
-            f"timm weights do not match the model: missing {report.missing[:5]}, unexpected "
-            f"{report.unexpected[:5]}, shape mismatch {report.skipped_shape[:5]}"
-        )
-    return report
+    conv = Timm()
+    if family is not None:
+        conv.rules = lambda sd: RULES[family]  # type: ignore[method-assign]
+    return conv.convert(state_dict)

@@ -6,7 +6,8 @@ Layout (``DIR`` may be ``ADEChallengeData2016`` itself or its parent)::
     ADEChallengeData2016/annotations/{training,validation}/ADE_*.png
 
 Annotation PNGs hold 0 for "other" and 1..150 for the classes. As in the papers' (mmseg's)
-``reduce_zero_label``: 0 becomes the ignore index 255 and class ``c`` becomes ``c - 1``.
+``reduce_zero_label``: 0 becomes the ignore index 255 and class ``c`` becomes ``c - 1``. An unreadable
+image or annotation (or a pair of different sizes) raises ``UnreadableImage``; the task skips and counts it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from PIL import Image
 
 from spmkit.data.coco import read_rgb
+from spmkit.data.unreadable import UnreadableImage
 from spmkit.errors import DataError
 
 IGNORE_INDEX = 255
@@ -45,10 +47,10 @@ def read_label(path: Path, reduce_zero_label: bool = True) -> torch.Tensor:
     try:
         with Image.open(path) as im:
             arr = np.asarray(im).astype(np.int64)
-    except Exception as exc:
-        raise DataError(f"cannot read annotation {path}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types
+        raise UnreadableImage(f"cannot read annotation {path}: {str(exc)[:200]}") from None
     if arr.ndim != 2:
-        raise DataError(f"annotation {path} must be a single-channel (L or P mode) PNG, got shape {arr.shape}.")
+        raise UnreadableImage(f"annotation {path} must be a single-channel (L or P mode) PNG, got shape {arr.shape}.")
     if reduce_zero_label:
         arr = np.where(arr == 0, IGNORE_INDEX + 1, arr) - 1
     return torch.from_numpy(arr)
@@ -62,7 +64,10 @@ def read_class_names(base: Path) -> list[str] | None:
     path = base / "objectInfo150.txt"
     if not path.exists():
         return None
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    try:
+        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read {path}: {str(e)[:200]} (expected UTF-8 text).") from None
     names = [ln.split("\t")[-1].split(",")[0].strip() for ln in lines[1:]]
     if not names:
         raise DataError(f"{path} lists no classes.")
@@ -116,7 +121,7 @@ class ADE20K(torch.utils.data.Dataset):
         image = read_rgb(img_path)
         label = read_label(ann_path, self.reduce_zero_label)
         if label.shape != image.shape[1:]:
-            raise DataError(f"{ann_path} is {tuple(label.shape)} but its image is {tuple(image.shape[1:])}.")
+            raise UnreadableImage(f"{ann_path} is {tuple(label.shape)} but its image is {tuple(image.shape[1:])}.")
         if self.transforms is not None:
             image, label = self.transforms(image, label)
         return image, label

@@ -8,12 +8,16 @@ Layout::
 COCO's category ids are sparse (1..90); the dataset maps them to contiguous labels ``1..K`` (0 is the
 background of torchvision's detectors) and back (``label_to_cat``) for COCOeval. Images with no
 annotations are kept and give empty targets (torchvision's detectors train on them as pure background).
+The annotation file is checked before use (``spmkit.data.coco_checks``); an unreadable image raises
+:class:`~spmkit.data.unreadable.UnreadableImage`, which the tasks skip and count.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
+import logging
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +25,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from spmkit.data.coco_checks import CocoReport, check_coco
+from spmkit.data.unreadable import UnreadableImage
 from spmkit.errors import DataError
+
+log = logging.getLogger("spmkit.data")
 
 Target = dict[str, torch.Tensor]
 Transform = Callable[[torch.Tensor, Target], tuple[torch.Tensor, Target]]
@@ -43,15 +51,29 @@ def coco_paths(root: str | Path, split: str) -> tuple[Path, Path]:
     return img_dir, ann_file
 
 
-def load_coco_api(ann_file: str | Path):
-    """A ``pycocotools.coco.COCO`` for ``ann_file``, without its prints; malformed JSON is a DataError."""
+def load_coco_api(ann_file: str | Path, report: CocoReport | None = None):
+    """A ``pycocotools.coco.COCO`` for ``ann_file``, without its prints; malformed JSON or entries are a
+    DataError (see ``check_coco``). ``report`` receives what the checks found to leave out."""
     from pycocotools.coco import COCO
 
     try:
+        with open(ann_file, "rb") as f:
+            data = json.load(f)
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, bad UTF-8
+        raise DataError(f"cannot read COCO annotations {ann_file}: {str(exc)[:200]}") from None
+    found = check_coco(data, ann_file)
+    if report is not None:
+        report.degenerate = found.degenerate
+    if found.degenerate:  # neither trained on nor evaluated against
+        data["annotations"] = [a for a in data.get("annotations", []) if a["id"] not in found.degenerate]
+    try:
         with contextlib.redirect_stdout(io.StringIO()):
-            return COCO(str(ann_file))
-    except Exception as exc:  # json errors, missing keys
-        raise DataError(f"cannot read COCO annotations {ann_file}: {exc}") from None
+            api = COCO()
+            api.dataset = data
+            api.createIndex()
+        return api
+    except Exception as exc:  # noqa: BLE001 - anything the checks above did not foresee
+        raise DataError(f"cannot read COCO annotations {ann_file}: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 def read_rgb(path: Path) -> torch.Tensor:
@@ -60,7 +82,7 @@ def read_rgb(path: Path) -> torch.Tensor:
         with Image.open(path) as im:
             arr = np.asarray(im.convert("RGB"))
     except Exception as exc:  # PIL raises many types
-        raise DataError(f"cannot read image {path}: {exc}") from None
+        raise UnreadableImage(f"cannot read image {path}: {str(exc)[:200]}") from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
@@ -70,7 +92,8 @@ class CocoDetection(torch.utils.data.Dataset):
     ``target`` holds ``boxes`` (N, 4) xyxy float pixels, ``labels`` (N,) int64 in 1..K, ``masks``
     (N, H, W) uint8 (when ``with_masks``), ``image_id`` (int64 scalar), ``area``, ``iscrowd``. Crowd
     regions and boxes thinner than one pixel are dropped from the targets (COCOeval still sees them
-    through ``self.coco``).
+    through ``self.coco``). Annotations whose segmentation is degenerate are left out of both (counted in
+    ``skipped_annotations``).
     """
 
     def __init__(
@@ -82,7 +105,12 @@ class CocoDetection(torch.utils.data.Dataset):
         with_masks: bool = True,
     ) -> None:
         self.img_dir, self.ann_file = coco_paths(root, split)
-        self.coco = load_coco_api(self.ann_file)
+        checks = CocoReport()
+        self.coco = load_coco_api(self.ann_file, checks)
+        self.skipped_annotations = len(checks.degenerate)
+        if checks.degenerate:
+            log.warning("%s: %d annotations with an empty or degenerate segmentation are left out "
+                        "(e.g. id %d)", self.ann_file, len(checks.degenerate), min(checks.degenerate))
         self.ids = sorted(self.coco.imgs)
         if not self.ids:
             raise DataError(f"{self.ann_file} lists no images.")
@@ -120,7 +148,7 @@ class CocoDetection(torch.utils.data.Dataset):
             labels.append(self.cat_to_label[a["category_id"]])
             areas.append(float(a.get("area", w * h)))
             if self.with_masks:
-                masks.append(self.coco.annToMask(a) if "segmentation" in a else _box_mask(x0, y0, x1, y1, height, width))
+                masks.append(self._mask(a, (x0, y0, x1, y1), height, width))
         target: Target = {
             "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
             "labels": torch.tensor(labels, dtype=torch.int64),
@@ -135,6 +163,20 @@ class CocoDetection(torch.utils.data.Dataset):
                 else torch.zeros((0, height, width), dtype=torch.uint8)
             )
         return target
+
+    def _mask(self, ann: dict, box: tuple[float, float, float, float], height: int, width: int) -> np.ndarray:
+        """The annotation's mask at the image's size; an undecodable one makes the image unreadable."""
+        if "segmentation" not in ann:
+            return _box_mask(*box, height, width)
+        try:
+            m = self.coco.annToMask(ann)
+        except Exception as exc:  # noqa: BLE001 - pycocotools raises many types for bad RLE / polygons
+            raise UnreadableImage(f"{self.ann_file}: annotation id {ann['id']} has a segmentation that cannot be "
+                                  f"decoded ({type(exc).__name__}: {str(exc)[:100]})") from None
+        if m.shape != (height, width):
+            raise UnreadableImage(f"{self.ann_file}: annotation id {ann['id']} is {m.shape[0]}x{m.shape[1]} but "
+                                  f"image id {ann['image_id']} is {height}x{width}")
+        return m
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
         image = read_rgb(self.image_path(index))

@@ -1,23 +1,24 @@
 """ImageNet-layout folders (``<root>/<split>/<class>/<image>``) read with PIL.
 
-Unreadable images do not stop a run: the dataset logs the path once, returns the next readable sample
-in its place (keeping batch shapes, which mixup and DDP need) and counts the skip in the sample, so the
-training loop can report a total at the end of each epoch even when loading happens in worker processes.
+Unreadable images do not stop a run: the dataset logs the path once and counts the skip in the sample
+(so totals are right even when loading happens in worker processes). In training the next readable sample
+takes its place (keeping batch shapes, which mixup and DDP need); in evaluation (``unreadable="leave_out"``)
+the sample is ``None`` and :class:`~spmkit.data.unreadable.LeaveOutCollate` drops it, so every readable
+image is scored once (see ``spmkit.data.unreadable``).
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, Callable
 
 from PIL import Image
 from torch.utils.data import Dataset
 
+from spmkit.data.unreadable import Policy, UnreadableImage, first_readable
 from spmkit.errors import DataError
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-log = logging.getLogger("spmkit.data")
 
 
 def find_classes(split_dir: Path) -> list[str]:
@@ -59,42 +60,37 @@ def scan_split(split_dir: Path, classes: list[str]) -> list[tuple[str, int]]:
 
 
 class ImageFolderDataset(Dataset):
-    """One split of an ImageNet-layout folder. ``__getitem__`` -> ``(image, target, n_skipped)``."""
+    """One split of an ImageNet-layout folder. ``__getitem__`` -> ``(image, target, n_skipped)``.
+
+    ``n_skipped`` is 1 when the requested image was unreadable (its substitute, or ``None`` with
+    ``unreadable="leave_out"``, is returned), else 0.
+    """
 
     def __init__(self, root: str | Path, split: str, classes: list[str],
-                 transform: Callable[[Image.Image], Any] | None = None) -> None:
+                 transform: Callable[[Image.Image], Any] | None = None, unreadable: Policy = "substitute") -> None:
         self.root = Path(root)
         self.split = split
         self.classes = list(classes)
         self.samples = scan_split(self.root / split, self.classes)
         self.transform = transform
+        self.unreadable: Policy = unreadable
         self._bad: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _load(self, index: int) -> Image.Image | None:
-        path = self.samples[index][0]
+    def _load(self, index: int) -> tuple[Image.Image, int]:
+        path, target = self.samples[index]
         try:
             with Image.open(path) as img:
-                return img.convert("RGB")
+                return img.convert("RGB"), target
         except Exception as e:  # noqa: BLE001 - PIL raises many types for broken files
-            if index not in self._bad:
-                self._bad.add(index)
-                log.warning("skipping unreadable image %s (%s: %s)", path, type(e).__name__, e)
-            return None
+            raise UnreadableImage(f"{path} ({type(e).__name__}: {str(e)[:200]})") from None
 
     def __getitem__(self, index: int) -> tuple[Any, int, int]:
-        skipped = 0
-        for offset in range(len(self.samples)):
-            i = (index + offset) % len(self.samples)
-            if i in self._bad:
-                skipped += 1
-                continue
-            img = self._load(i)
-            if img is None:
-                skipped += 1
-                continue
-            target = self.samples[i][1]
-            return (self.transform(img) if self.transform is not None else img), target, skipped
-        raise DataError(f"no image of {self.root / self.split} could be read.")
+        item, skipped = first_readable(self._load, index, len(self.samples), self.unreadable, self._bad,
+                                       str(self.root / self.split))
+        if item is None:
+            return None, self.samples[index][1], skipped
+        img, target = item
+        return (self.transform(img) if self.transform is not None else img), target, skipped

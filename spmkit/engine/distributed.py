@@ -88,3 +88,21 @@ def init_distributed(device: str = "auto") -> DistContext:
 def cleanup_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def sync_batchnorm(model: torch.nn.Module, ctx: DistContext, enabled: bool) -> str | None:
+    """Turn ``model``'s BatchNorm layers into ``SyncBatchNorm`` in place (same parameters and buffers, so
+    optimizer, EMA and checkpoints are unaffected) when ``enabled`` and training runs in several CUDA
+    processes; returns what was done (or why not), ``None`` when there was nothing to decide."""
+    if not enabled or not ctx.distributed:
+        return None
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+           and not isinstance(m, torch.nn.SyncBatchNorm)]
+    if not bns:
+        return None
+    if ctx.device.type != "cuda":
+        return f"sync_bn: SyncBatchNorm needs CUDA; {len(bns)} BatchNorm layers keep per-process statistics on {ctx.device.type}"
+    out = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if out is not model:  # the root itself was a BatchNorm: nothing spmkit builds
+        raise ValueError("sync_batchnorm: the model itself is a BatchNorm layer")
+    return f"sync_bn: {len(bns)} BatchNorm layers synchronised across {ctx.world_size} processes"

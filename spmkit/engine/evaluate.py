@@ -10,9 +10,10 @@ import torch
 
 from spmkit.engine.checkpoint import load_checkpoint
 from spmkit.engine.distributed import DistContext
-from spmkit.engine.init_weights import load_init_weights
+from spmkit.convert.load import load_weights
 from spmkit.engine.recipe import load_recipe
 from spmkit.engine.sampler import ShardSampler
+from spmkit.engine.worker_errors import SafeLoader
 from spmkit.errors import CheckpointError, SpmkitError
 from spmkit.registry import TASKS
 from spmkit.tasks.base import ModelSpec, Task
@@ -27,7 +28,8 @@ def evaluate(*, data: str | Path, checkpoint: str | Path | None = None, model: M
     """Metrics of the task's ``evaluate`` plus ``images``, ``images_per_s`` and ``seconds``.
 
     Either ``checkpoint`` (an spmkit run checkpoint: model, recipe and classes come from it) or ``model``
-    with optional ``weights`` (spmkit or timm weights, loaded non-strictly; missing keys are an error here).
+    with optional ``weights`` (an official release's, timm's or spmkit's, converted and loaded strictly;
+    ``use_ema`` takes their EMA copy).
     """
     if (checkpoint is None) == (model is None):
         raise SpmkitError("give either --checkpoint or --blueprint (with --weights), not both or neither.")
@@ -61,22 +63,18 @@ def evaluate(*, data: str | Path, checkpoint: str | Path | None = None, model: M
         t = task_cls(recipe)
         info = t.eval_data_info(Path(data), None)
         net = t.build_model(model, info)
-        if weights is not None:
-            report = load_init_weights(t.init_target(net), weights)
-            if report["missing"] or report["skipped"]:
-                bad = report["missing"] + report["skipped"]
-                raise CheckpointError(f"{weights} leaves {len(bad)} parameters of the model unset "
-                                      f"(e.g. {', '.join(bad[:3])}); evaluation needs all of them.")
+        if weights is not None:  # official, timm or spmkit weights; every tensor must fit
+            load_weights(t.init_target(net), weights, strict=True, ema=use_ema)
     net.to(dev).eval()
     if recipe.channels_last:
         net.to(memory_format=torch.channels_last)
     ds = t.build_dataset(Path(data), "val", net, info)
-    loader = torch.utils.data.DataLoader(
+    loader = SafeLoader(
         ds, batch_size=recipe.batch_size, sampler=ShardSampler(len(ds), shuffle=False, pad=False),
         num_workers=recipe.resolved_workers(), collate_fn=t.collate_fn("val"), pin_memory=dev.type == "cuda")
     ctx = DistContext(device=dev)
     t0 = time.perf_counter()
     metrics = t.evaluate(net, loader, ctx)
     seconds = time.perf_counter() - t0
-    n = len(ds)
+    n = int(metrics.get("val_images", len(ds)))  # unreadable images are left out (val_skipped)
     return {**metrics, "images": n, "seconds": seconds, "images_per_s": n / max(seconds, 1e-9)}

@@ -1,6 +1,6 @@
 """Start N training processes per node with ``torch.distributed.run`` (torchrun's elastic launcher).
 
-``spmkit train --gpus 8`` (or ``--devices cpu --nproc 2``) re-runs the same ``spmkit train`` command
+``spmkit train --gpus 8`` (or ``--device cpu --nproc 2``) re-runs the same ``spmkit train`` command
 under the launcher; the children see ``LOCAL_RANK`` and train instead of launching. Across machines:
 ``--nodes 2 --rdzv-endpoint host:29500`` on every node (c10d rendezvous; ranks are assigned), or
 ``--nodes 2 --node-rank i --rdzv-endpoint host:port`` for a static assignment. Under SLURM

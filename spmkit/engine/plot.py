@@ -1,29 +1,29 @@
-"""PNG curves of a run folder (loss, accuracy, learning rate) with matplotlib's Agg backend."""
+"""PNG curves of a run folder (loss, the task's metrics, learning rate) with matplotlib's Agg backend."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from spmkit.engine.run_dir import read_jsonl as _read_jsonl
 from spmkit.errors import DataError
 
+#: (file name, metrics.jsonl keys, y label); a panel is written when the run has any of its keys, so each
+#: task gets its own: classification accuracy, detection box / mask AP, segmentation mIoU
 PANELS = (
     ("loss", ("train_loss", "val_loss"), "loss"),
     ("accuracy", ("top1", "top5", "ema_top1"), "accuracy (%)"),
+    ("ap", ("bbox_AP", "bbox_AP50", "segm_AP", "segm_AP50", "ema_bbox_AP", "ema_segm_AP"), "COCO AP (%)"),
+    ("miou", ("mIoU", "mAcc", "ema_mIoU"), "mIoU / mean accuracy (%)"),
     ("lr", ("lr",), "learning rate"),
 )
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
-
-
 def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
-    """Write ``loss.png``, ``accuracy.png``, ``lr.png`` (those with data) and return their paths.
+    """Write ``loss.png``, the task's metric panel (``accuracy.png``, ``ap.png`` or ``miou.png``) and
+    ``lr.png`` (those with data) and return their paths.
 
-    Epoch metrics come from ``metrics.jsonl``; the lr panel uses the per-step ``steps.jsonl`` when present.
+    Epoch metrics come from ``metrics.jsonl``; the lr panel uses the per-step ``steps.jsonl`` (one row per
+    optimizer step) when present, else the epoch rows.
     """
     import matplotlib
 
@@ -42,12 +42,15 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
         fig, ax = plt.subplots(figsize=(6, 4))
         drawn = False
         if name == "lr" and steps:
-            ax.plot([s["step"] for s in steps], [s["lr"] for s in steps], label="lr")
+            pts = [(s["step"], s["lr"]) for s in steps
+                   if isinstance(s.get("step"), (int, float)) and isinstance(s.get("lr"), (int, float))]
+            ax.plot(*(zip(*pts) if pts else ([], [])), label="lr")
             ax.set_xlabel("optimizer step")
             drawn = True
         else:
             for key in keys:
-                pts = [(r["epoch"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+                pts = [(r["epoch"], r[key]) for r in rows
+                       if isinstance(r.get(key), (int, float)) and isinstance(r.get("epoch"), (int, float))]
                 if pts:
                     ax.plot(*zip(*pts), marker="o", label=key)
                     drawn = True

@@ -56,18 +56,24 @@ class TrainRecipe(BaseModel):
     decay_rate: float = 0.1
     # precision and speed
     amp: Literal["auto", "bf16", "fp16", "none"] = Field(
-        "auto", description="autocast dtype; auto -> bf16 on CUDA, none (fp32) on CPU")
+        "auto", description="autocast dtype; auto -> bf16 on CUDA GPUs with native bf16 (Ampere+), else none (fp32)")
     channels_last: bool = False
     compile: bool = False
     grad_checkpointing: bool = False
+    sync_bn: bool = Field(False, description="multi-process CUDA training: BatchNorm -> SyncBatchNorm (statistics "
+                          "over all processes), as GroupMixFormer and the papers' dense recipes train")
     # EMA of the weights (timm.utils.ModelEmaV3)
     ema: bool = False
     ema_decay: float = Field(0.99996, ge=0, le=1)
     # checkpoints and logging
     ckpt_every_steps: int | None = Field(None, ge=1, description="also write last.pt every N optimizer steps")
+    save_every_epochs: int | None = Field(None, ge=1, description="also keep epoch_NNNN.pt every N epochs")
+    keep_last: int | None = Field(None, ge=1, description="keep only the K newest epoch_NNNN.pt (set alone: "
+                                  "one per epoch); None keeps all")
     eval_every_epochs: int = Field(1, ge=1)
     log_every_steps: int = Field(20, ge=1)
-    init: str | None = Field(None, description="weights to start from: an spmkit or timm checkpoint")
+    init: str | None = Field(None, description="weights to start from: an spmkit, timm or official release's "
+                             "checkpoint (converted by spmkit.convert)")
 
     @field_validator("*", mode="before")
     @classmethod
@@ -149,7 +155,10 @@ def load_recipe(cls: type[R], path: str | Path | None = None, overrides: Sequenc
         for err in e.errors()[:SHOWN_ISSUES]:
             loc = shorten(".".join(str(x) for x in err["loc"]) or "<root>", 200, quote=False)
             msg = err["msg"]
-            if err["type"] == "extra_forbidden":
+            if err["type"] == "extra_forbidden" and _is_blueprint_key(str(err["loc"][0])):
+                msg = (f"a blueprint field, not a recipe field: change it with --model-set "
+                       f"{shorten(_dotted(err['loc'][0], data), 120, quote=False)}=... (--set changes the recipe)")
+            elif err["type"] == "extra_forbidden":
                 close = difflib.get_close_matches(str(err["loc"][-1])[:100], list(cls.model_fields), n=2, cutoff=0.5)
                 msg = "unknown recipe field" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else "")
             elif "input" in err and err["type"] != "missing":
@@ -158,3 +167,28 @@ def load_recipe(cls: type[R], path: str | Path | None = None, overrides: Sequenc
         if e.error_count() > SHOWN_ISSUES:
             lines.append(f"  - ... and {e.error_count() - SHOWN_ISSUES} more")
         raise RecipeError("\n".join(lines)) from None
+
+
+def _is_blueprint_key(key: str) -> bool:
+    """``key`` names a blueprint field (``merging``, ``stages``, ...) or a parameter a mixer or block takes
+    (``window_size``, ``sr_ratio``): a ``--set`` meant for ``--model-set``."""
+    from spmkit.blueprint.schema import Blueprint
+
+    if key in Blueprint.model_fields:
+        return True
+    from spmkit.blueprint.params import user_parameter_names
+    from spmkit.registry import COMPONENT_REGISTRIES, load_components
+
+    load_components()
+    return any(key in user_parameter_names(kind, obj)
+               for kind in ("mixer", "block") for _, obj in COMPONENT_REGISTRIES[kind].items())
+
+
+def _dotted(key: Any, data: dict[str, Any]) -> str:
+    """``merging.type`` for ``{"merging": {"type": ...}}``: the key path as the user wrote it."""
+    parts, node = [str(key)], data.get(key)
+    while isinstance(node, dict) and len(node) == 1:
+        k = next(iter(node))
+        parts.append(str(k))
+        node = node[k]
+    return ".".join(parts)

@@ -9,7 +9,6 @@ resumed part are drawn afresh).
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import signal
@@ -24,13 +23,17 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from spmkit.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from spmkit.engine.distributed import DistContext, cleanup_distributed, init_distributed
+from spmkit.engine.distributed import DistContext, cleanup_distributed, init_distributed, sync_batchnorm
+from spmkit.engine.finite import FiniteGuard
 from spmkit.engine.optim import create_optimizer, create_scheduler
 from spmkit.engine.recipe import load_recipe
-from spmkit.engine.reporter import LogReporter, NullReporter, Reporter
-from spmkit.engine.run_dir import RunDir, versions
+from spmkit.engine.reporter import FileLog, LogReporter, NullReporter, Reporter, TeeReporter
+from spmkit.engine.retention import checkpoint_listing, epoch_checkpoint, prune_epoch_checkpoints
+from spmkit.engine.run_summary import summary_lines
+from spmkit.engine.run_dir import LOG, RunDir, probe_lock, versions
 from spmkit.engine.sampler import ShardSampler
 from spmkit.engine.step import TrainStep
+from spmkit.engine.worker_errors import SafeLoader
 from spmkit.errors import CheckpointError, DataError, SpmkitError
 from spmkit.registry import TASKS
 from spmkit.tasks.base import ModelSpec, Task, unwrap
@@ -66,7 +69,7 @@ def _worker_init(worker_id: int) -> None:
 
 
 def _loader(dataset, sampler, batch_size: int, workers: int, collate, drop_last: bool, device) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
+    return SafeLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
                       drop_last=drop_last, pin_memory=device.type == "cuda", worker_init_fn=_worker_init,
                       persistent_workers=False)
 
@@ -94,6 +97,7 @@ def preflight(cfg: TrainConfig) -> None:
     """The checks a launcher runs once before starting processes, so that bad input gives one message
     instead of one per process: task name, run folder / resume, recipe, data folder, blueprint and its size."""
     task_cls: type[Task] = TASKS.get(cfg.task)
+    probe_lock(Path(cfg.output))  # the processes would fail one by one on a folder another run writes
     run = RunDir(cfg.output, enabled=False)
     resume_path = _check_resume(cfg, run)
     base = load_checkpoint(resume_path)["recipe"] if resume_path is not None else None
@@ -109,19 +113,50 @@ def preflight(cfg: TrainConfig) -> None:
 def train(cfg: TrainConfig, reporter: Reporter | None = None) -> list[dict[str, Any]]:
     """Train (or continue) a run; returns the metrics rows written by this call (rank 0; others: [])."""
     ctx = init_distributed(cfg.device)
+    run = RunDir(cfg.output, enabled=ctx.is_main)
+    failed = True
     try:
-        return _train(cfg, ctx, reporter)
+        run.acquire()  # one writer per run folder (rank 0), before anything is read or written
+        rows = _train(cfg, ctx, reporter, run)
+        failed = False
+        return rows
     finally:
+        run.release(failed=failed)  # a run that failed before writing anything leaves no folder behind
         cleanup_distributed()
 
 
-def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> list[dict[str, Any]]:
-    rep: Reporter = (reporter or LogReporter()) if ctx.is_main else NullReporter()
-    run = RunDir(cfg.output, enabled=ctx.is_main)
+def _memory_mib(device: torch.device) -> float | None:
+    """Peak memory of this process: CUDA allocated on a GPU, resident set (ru_maxrss) on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if os.uname().sysname == "Darwin" else rss / 1024
+
+
+def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, run: RunDir) -> list[dict[str, Any]]:
+    console: Reporter = (reporter or LogReporter()) if ctx.is_main else NullReporter()
+    resume_path = _check_resume(cfg, run)
+    if not ctx.is_main:
+        return _run(cfg, ctx, console, run, resume_path)
+    rep = TeeReporter(console, FileLog(run.path / LOG))  # everything shown also goes to train.log
+    try:
+        return _run(cfg, ctx, rep, run, resume_path)
+    except SpmkitError as e:
+        rep.error(str(e))
+        raise
+    finally:
+        rep.close()
+
+
+def _run(cfg: TrainConfig, ctx: DistContext, rep: Reporter, run: RunDir,
+         resume_path: Path | None) -> list[dict[str, Any]]:
     task_cls: type[Task] = TASKS.get(cfg.task)
     data = Path(cfg.data)
 
-    resume_path = _check_resume(cfg, run)
     ckpt: dict[str, Any] | None = load_checkpoint(resume_path) if resume_path is not None else None
     if ckpt is not None and ckpt.get("task") != cfg.task:
         raise CheckpointError(f"{resume_path} is a {ckpt.get('task')!r} run, not {cfg.task!r}.")
@@ -179,6 +214,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
 
     start_epoch, batch_in_epoch, step = 0, 0, 0
     best: float | None = None
+    best_epoch: int | None = None
     loss_sum, loss_count = 0.0, 0
     if ckpt is not None:
         try:
@@ -196,7 +232,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
         except (RuntimeError, KeyError, ValueError) as e:
             raise CheckpointError(f"{resume_path} does not match this run: {str(e).splitlines()[0]}") from None
         start_epoch, batch_in_epoch, step = ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["step"]
-        best = ckpt.get("best")
+        best, best_epoch = ckpt.get("best"), ckpt.get("best_epoch")
         loss_sum, loss_count = ckpt.get("epoch_loss_sum", 0.0), ckpt.get("epoch_loss_count", 0)
         if ctx.is_main and ckpt.get("rng") is not None:
             set_rng_state(ckpt["rng"])
@@ -204,11 +240,23 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
             _seed_all(recipe.seed + ctx.rank + 7919 * (step + 1))
         run.truncate_after(start_epoch, step)
         rep.message(f"resumed {resume_path}: epoch {start_epoch + 1}, batch {batch_in_epoch}, step {step}")
+    else:
+        run.truncate_after(0, 0)  # rows of an earlier attempt that failed before its first checkpoint
     scheduler.step_update(num_updates=step)
 
+    rep.summary(summary_lines(
+        task=cfg.task, model_name=spec.blueprint or "(stored blueprint)", model=model, recipe=recipe,
+        recipe_source=str(cfg.recipe_file or "defaults") + (f" with --set {' '.join(cfg.overrides)}"
+                                                              if cfg.overrides else ""),
+        info=info, n_train=len(train_ds), n_val=len(val_ds), device=str(ctx.device), world_size=ctx.world_size,
+        global_batch=global_batch, lr=lr, steps_per_epoch=updates_per_epoch, run_folder=str(run.path.resolve()),
+        resumed=f"{resume_path} at epoch {start_epoch + 1}, step {step}" if resume_path is not None else None))
     run.write_config(task=cfg.task, blueprint=_resolved_blueprint(model), recipe=recipe.model_dump(mode="json"),
                      info=info, data=str(data), model=spec.blueprint, world_size=ctx.world_size)
 
+    note = sync_batchnorm(model, ctx, recipe.sync_bn)
+    if note:
+        rep.message(note)
     train_model: nn.Module = model
     if ctx.distributed:
         train_model = nn.parallel.DistributedDataParallel(
@@ -223,7 +271,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
             "model": model.state_dict(), "ema": ema.module.state_dict() if ema is not None else None,
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if use_fp16 else None,
-            "epoch": epoch, "batch_in_epoch": in_epoch, "step": step, "best": best,
+            "epoch": epoch, "batch_in_epoch": in_epoch, "step": step, "best": best, "best_epoch": best_epoch,
             "epoch_loss_sum": loss_sum, "epoch_loss_count": loss_count,
             "rng": rng_state(), "metrics": metrics or {}, "versions": versions(), "world_size": ctx.world_size,
         }
@@ -232,7 +280,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
         rep.message(f"{resume_path} has finished all {recipe.epochs} epochs; give --epochs N to train longer.")
     stepper = TrainStep(task, model, train_model, optimizer, scheduler, scaler, ema, recipe, ctx, step=step)
     fault_step = int(os.environ.get(FAULT_ENV, "0") or 0)
+    guard = FiniteGuard(ctx.device, run.last)
     rows: list[dict[str, Any]] = []
+    total_steps = updates_per_epoch * recipe.epochs
     for epoch in range(start_epoch, recipe.epochs):
         train_model.train()
         train_sampler.set_epoch(epoch)
@@ -244,12 +294,17 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
         scalar_sums: dict[str, float] = {}
         batches_run = 0
         shown_loss = float("nan")
-        i = batch_in_epoch
+        i = first = batch_in_epoch
+        data_time, data_batches = 0.0, 0  # since the last log line
         it = iter(train_loader)
         while i < batches:
+            t_data = time.perf_counter()
             batch = task.to_device(next(it), ctx.device)
+            data_time += time.perf_counter() - t_data
+            data_batches += 1
             at_update = (i + 1) % recipe.accum_steps == 0
             loss = stepper(batch, at_update)
+            guard.observe(loss, stepper.step if at_update else stepper.step + 1)
             for k, v in stepper.scalars.items():
                 scalar_sums[k] = scalar_sums.get(k, 0.0) + float(v)
             loss_acc += loss.double()
@@ -260,20 +315,30 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
             if not at_update:
                 continue
             step = stepper.step
+            step_row: dict[str, Any] = {"step": step, "epoch": epoch + 1, "lr": _lr(optimizer)}  # lr every step
+            elapsed = max(time.perf_counter() - t0, 1e-9)
             if step % recipe.log_every_steps == 0 or i == batches or step == 1:
+                guard.check(ctx, epoch + 1)
                 shown_loss = float(loss)
-                if not math.isfinite(shown_loss):
-                    raise SpmkitError(f"the training loss became {shown_loss} at step {step} (epoch {epoch + 1}); "
-                                      f"lower the lr, enable clip_grad, or check the data.")
-                run.log_step({"step": step, "epoch": epoch + 1, "lr": _lr(optimizer), "loss": shown_loss})
-            rep.step(i, shown_loss, _lr(optimizer), seen / max(time.perf_counter() - t0, 1e-9))
+                step_row["loss"] = shown_loss
+                left = (batches - i) + batches * (recipe.epochs - epoch - 1)
+                rep.log_step({**step_row, "total_steps": total_steps, "epochs": recipe.epochs, "batch": i,
+                              "batches": batches, "images_per_s": seen / elapsed,
+                              "data_time_s": data_time / max(data_batches, 1),
+                              "memory_mib": _memory_mib(ctx.device), "eta_s": elapsed / (i - first) * left})
+                data_time, data_batches = 0.0, 0
+            run.log_step(step_row)
+            rep.step(i, shown_loss, _lr(optimizer), seen / elapsed)
             if recipe.ckpt_every_steps and step % recipe.ckpt_every_steps == 0 and i < batches:
                 loss_sum = float(loss_acc)
+                guard.before_save(ctx, [model, ema.module if ema is not None else None], step, epoch + 1)
                 if ctx.is_main:
                     save_checkpoint(state(epoch, i, None), run.last)
             if fault_step and step == fault_step and ctx.is_main:
                 os.kill(os.getpid(), signal.SIGKILL)
         elapsed = time.perf_counter() - t0
+        # before the evaluation and the end-of-epoch checkpoints
+        guard.before_save(ctx, [model, ema.module if ema is not None else None], step, epoch + 1)
         scheduler.step(epoch + 1)
         batch_in_epoch = 0
         loss_sum = float(loss_acc)
@@ -299,10 +364,11 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
                 ema_metrics = task.evaluate(ema.module, val_loader, ctx)
                 metrics.update({f"ema_{k}": v for k, v in ema_metrics.items()})
             row.update(metrics)
+            rep.evaluation(epoch + 1, metrics)
             value = metrics[task.best_metric]
             is_best = best is None or (value > best if task.best_mode == "max" else value < best)
             if is_best:
-                best = value
+                best, best_epoch = value, epoch + 1
         else:
             is_best = False
         row["best_" + task.best_metric] = best
@@ -312,6 +378,11 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
             save_checkpoint(st, run.last)
             if is_best:
                 save_checkpoint(st, run.best)
+            if recipe.save_every_epochs or recipe.keep_last:
+                if (epoch + 1) % (recipe.save_every_epochs or 1) == 0:
+                    save_checkpoint(st, epoch_checkpoint(run.path, epoch + 1))
+                for old in prune_epoch_checkpoints(run.path, recipe.keep_last):
+                    rep.message(f"removed {old.name} (keep_last {recipe.keep_last})", level="info")
             rep.end_epoch(row)
         rows.append(row)
         ctx.barrier()
@@ -319,8 +390,12 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None) -> lis
         skipped = sum(r.get("train_skipped", 0) for r in rows)
         if skipped:
             rep.message(f"{int(skipped)} unreadable training images were skipped in this run (paths logged above).")
+        if rows:
+            best_note = (f"best {task.best_metric} {best:.4g} at epoch {best_epoch}" if best is not None and best_epoch
+                         else None)
+            for line in checkpoint_listing(run.path, best_note):
+                rep.message(line, level="info")
     run.close()
-    rep.close()
     return rows if ctx.is_main else []
 
 

@@ -39,12 +39,12 @@ class ClassifierHead(nn.Module):
         self.fc = nn.Linear(self.in_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        dims = (1, 2) if x.ndim == 4 else (1,)
+        x = x.flatten(1, -2)  # NHWC map or tokens -> [B, L, C] (a view; no branch on ndim, so FX traces it)
         if self.pool == "avg":
-            x = x.mean(dim=dims)
+            x = x.mean(dim=1)
         elif self.pool == "max":
-            x = x.amax(dim=dims)
+            x = x.amax(dim=1)
         elif self.pool == "token":
-            x = x[:, 0] if x.ndim == 3 else x.flatten(1, 2)[:, 0]
+            x = x[:, 0]
         x = self.drop(x)
         return x if pre_logits else self.fc(x)

@@ -102,62 +102,80 @@ class GuidedLocalEnhancement(nn.Module):
         """Nothing beyond PyTorch's defaults: the official module has no custom init (a backbone's
         model-wide pass sets ``attn.qkv`` to trunc-normal 0.02, as the official PVT does)."""
 
-    #: On CPU with one thread, the windows are processed in chunks of whole window rows whose per-head
-    #: intermediates (num_heads * C floats per window) total about this many elements (2 MB in float32):
-    #: they then stay in the caches and are reused from the allocator instead of being fresh, page-faulted
-    #: memory, which halves GLE's CPU time at PVT sizes. With several threads the chunks' many small
-    #: parallel ops cost more than they save (measured on a shared 2-core machine), so chunking is off
-    #: there, and on other devices. Same arithmetic, same result; 0 disables it.
+    #: In eager mode on CPU with one thread, the windows are processed in chunks of whole window rows whose
+    #: per-head intermediates (num_heads * C floats per window) total about this many elements (2 MB in
+    #: float32): they then stay in the caches and are reused from the allocator instead of being fresh,
+    #: page-faulted memory, which halves GLE's CPU time at PVT sizes at batch 32. With several threads the
+    #: chunks' many small parallel ops cost more than they save (measured on a shared 2-core machine), so
+    #: chunking is off there, on other devices, and whenever a graph is captured (torch.compile,
+    #: torch.export, jit.trace, ONNX export, FX): a captured graph is one unchunked pass whatever the batch
+    #: size and thread count. Same arithmetic, same result; 0 disables it.
     cpu_chunk_elements: int = 1 << 19
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` (any memory format) -> ``(B, ceil(H/w), ceil(W/w), C)`` channels-last."""
-        b, c, height, width = x.shape
-        w = self.window
+        b, c = x.shape[0], x.shape[1]
         guide = self.gtg(x).permute(0, 2, 3, 1)  # [B, Ho, Wo, C]; BatchNorm sees the whole batch
         ho, wo = guide.shape[1], guide.shape[2]
-        tokens = x.permute(0, 2, 3, 1)  # [B, H, W, C]
-        pad_h, pad_w = ho * w - height, wo * w - width
-        if pad_h or pad_w:
-            tokens = F.pad(tokens, (0, 0, 0, pad_w, 0, pad_h))
-        # rows of windows: guide [B*Ho, Wo, C], tokens [B*Ho, w, Wo, w, C] (views)
+        # rows of windows: guide [B*Ho, Wo, C], tokens [B*Ho, w, Wo, w, C]; bias [Ho*Wo, 1 + w*w, 1]
+        tokens, bias = gle_window_tokens(x, ho, wo, self.window)
         guide = guide.reshape(b * ho, wo, c)
-        tokens = tokens.reshape(b * ho, w, wo, w, c)
-        bias = self._padding_bias(height, width, ho, wo, x) if (pad_h or pad_w) else None  # [Ho, Wo, L, 1]
         rows = b * ho
-        step = rows
-        if x.device.type == "cpu" and self.cpu_chunk_elements > 0 and torch.get_num_threads() == 1:
-            step = max(1, self.cpu_chunk_elements // (self.attn.num_heads * c * wo))
-        if step >= rows:
-            out = self._attend(guide, tokens, None if bias is None else bias.repeat(b, 1, 1, 1).flatten(0, 1))
-        else:  # split (not slices): its backward is one concatenation, not a full-size gradient per chunk
-            outs = []
-            for r0, g, t in zip(range(0, rows, step), guide.split(step), tokens.split(step)):
-                rb = None
-                if bias is not None:  # row r of the batch is window row r % Ho
-                    rb = bias[torch.arange(r0, r0 + g.shape[0], device=x.device) % ho].flatten(0, 1)
-                outs.append(self._attend(g, t, rb))
-            out = torch.cat(outs)
-        return out.view(b, ho, wo, c)
+        step = self._eager_chunk_rows(x, wo)
+        if not step or step >= rows:
+            return self._attend(guide, tokens, bias.repeat(b, 1, 1)).view(b, ho, wo, c)
+        # split (not slices): its backward is one concatenation, not a full-size gradient per chunk
+        bias = bias.view(ho, wo, *bias.shape[1:])
+        outs = []
+        for r0, g, t in zip(range(0, rows, step), guide.split(step), tokens.split(step)):  # row r: window row r % Ho
+            rb = bias[torch.arange(r0, r0 + g.shape[0], device=x.device) % ho].flatten(0, 1)
+            outs.append(self._attend(g, t, rb))
+        return torch.cat(outs).view(b, ho, wo, c)
 
-    def _attend(self, guide: torch.Tensor, tokens: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """Rows of windows: guide [R, Wo, C], tokens [R, w, Wo, w, C] -> norm1(attention output) [R, Wo, C]."""
+    def _eager_chunk_rows(self, x: torch.Tensor, wo: int) -> int:
+        """Window rows per chunk in eager CPU one-thread mode; 0 (no chunking) otherwise, and always
+        while a graph is captured, so no graph depends on the thread count or branches on the batch."""
+        if (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
+                or isinstance(x, torch.fx.Proxy)):
+            return 0
+        if x.device.type != "cpu" or self.cpu_chunk_elements <= 0 or torch.get_num_threads() != 1:
+            return 0
+        return max(1, self.cpu_chunk_elements // (self.attn.num_heads * x.shape[1] * wo))
+
+    def _attend(self, guide: torch.Tensor, tokens: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Rows of windows: guide [R, Wo, C], tokens [R, w, Wo, w, C], bias [R*Wo, 1 + w*w, 1]
+        -> norm1(attention output) [R, Wo, C]."""
         r, wo, c = guide.shape
         w = self.window
-        # sequences [guide, t00, t01, t10, t11] per window, written once: [R, Wo, 1 + w*w, C]
-        seq = guide.new_empty(r, wo, 1 + w * w, c)
-        seq[:, :, 0] = guide
-        seq[:, :, 1:].view(r, wo, w, w, c).copy_(tokens.transpose(1, 2))
+        # sequences [guide, t00, t01, t10, t11] per window: [R, Wo, 1 + w*w, C] (one concatenation: the
+        # TorchScript ONNX exporter loses in-place writes into a preallocated buffer)
+        seq = torch.cat([guide.unsqueeze(2), tokens.transpose(1, 2).reshape(r, wo, w * w, c)], dim=2)
         seq = self.norm0(seq)
         out = self.attn(seq.view(r * wo, 1 + w * w, c), bias)  # [R*Wo, C]
         return self.norm1(out.view(r, wo, c))
 
-    def _padding_bias(self, height: int, width: int, ho: int, wo: int, x: torch.Tensor) -> torch.Tensor:
-        """Additive logits (-inf at padded window tokens), shaped (Ho, Wo, 1 + w*w, 1)."""
-        w = self.window
+
+def gle_window_tokens(x: torch.Tensor, ho: int, wo: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, C, H, W)`` -> its tokens as rows of ``w x w`` windows ``[B*Ho, w, Wo, w, C]`` (zero-padded
+    at the bottom/right to ``Ho*w x Wo*w``) and the additive logits of each window's sequence
+    ``[Ho*Wo, 1 + w*w, 1]``: 0, and -inf at padded tokens (the guide is always there).
+
+    Opaque to FX symbolic tracing (its ``if`` needs concrete sizes); torch.compile and torch.export trace
+    it, branching on the spatial size only.
+    """
+    b, c, height, width = x.shape
+    tokens = x.permute(0, 2, 3, 1)  # [B, H, W, C]
+    pad_h, pad_w = ho * w - height, wo * w - width
+    if pad_h or pad_w:
+        tokens = F.pad(tokens, (0, 0, 0, pad_w, 0, pad_h))
         rows = torch.arange(ho * w, device=x.device) < height
         cols = torch.arange(wo * w, device=x.device) < width
-        valid = (rows[:, None] & cols[None, :]).view(ho, w, wo, w).transpose(1, 2).reshape(ho, wo, w * w)
-        valid = torch.cat([valid.new_ones(ho, wo, 1), valid], dim=2)  # the guide is always there
+        valid = (rows[:, None] & cols[None, :]).view(ho, w, wo, w).transpose(1, 2).reshape(ho * wo, w * w)
+        valid = torch.cat([valid.new_ones(ho * wo, 1), valid], dim=1)
         bias = torch.zeros(valid.shape, device=x.device, dtype=x.dtype).masked_fill(~valid, float("-inf"))
-        return bias.unsqueeze(-1)
+    else:
+        bias = torch.zeros(ho * wo, 1 + w * w, device=x.device, dtype=x.dtype)
+    return tokens.reshape(b * ho, w, wo, w, c), bias.unsqueeze(-1)
+
+
+torch.fx.wrap("gle_window_tokens")

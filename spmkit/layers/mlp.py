@@ -5,6 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spmkit.layers.tokens import cat_prefix_tokens, split_prefix_tokens
+
+torch.fx.wrap("cat_prefix_tokens")  # opaque to FX symbolic tracing (see spmkit/layers/tokens.py)
+torch.fx.wrap("split_prefix_tokens")
+
 
 class Mlp(nn.Module):
     """fc1 -> [dwconv 3x3 on the spatial tokens] -> act -> drop -> fc2 -> drop.
@@ -42,13 +47,9 @@ class Mlp(nn.Module):
             assert hw is not None, "Mlp with dwconv needs the feature map size"
             B, N, C = x.shape
             H, W = hw
-            P = N - H * W
-            prefix = None
-            if P:  # slice only when needed: an empty slice would keep fc1's wide output alive
-                prefix, x = x[:, :P], x[:, P:]
+            prefix, x = split_prefix_tokens(x, H * W)
             x = self.relu(x)
             x = self.dwconv(x.transpose(1, 2).reshape(B, C, H, W)).flatten(2).transpose(1, 2)
-            if prefix is not None:
-                x = torch.cat([prefix, x], dim=1)
+            x = cat_prefix_tokens(prefix, x)
         x = self.drop1(self.act(x))
         return self.drop2(self.fc2(x))

@@ -90,7 +90,7 @@ class MultiScaleAggregation(nn.Module):
         groups = x.split(self.local_dim, dim=1)
         # interleave in channels-last memory: [B, H, W, C/n] x n -> [B, H, W, C/n, n] -> [B, H, W, C],
         # channel n*d + i is group i, channel d
-        x = torch.stack([conv(g).permute(0, 2, 3, 1) for conv, g in zip(self.local_convs(), groups)], dim=-1)
+        x = torch.stack([conv(groups[i]).permute(0, 2, 3, 1) for i, conv in enumerate(self.local_convs())], dim=-1)
         x = x.flatten(3).permute(0, 3, 1, 2)  # [B, C, H, W], channels-last memory
         expand, bn, act, out = self.proj
         x = act(bn(expand(x)))

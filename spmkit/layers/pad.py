@@ -1,4 +1,11 @@
-"""Padding NHWC maps to a multiple of a size (odd detection inputs, windows)."""
+"""Padding NHWC maps to a multiple of a size (odd detection inputs, windows) and NCHW maps for a ceil-mode conv.
+
+The helpers that look at a tensor's shape are opaque to ``torch.fx`` symbolic tracing (torchvision's
+``create_feature_extractor``): a traced shape is a proxy that cannot decide an ``if`` or a ``max``, so
+each module that calls them wraps them (``torch.fx.wrap("name")`` at its top level; FX only patches the
+caller's globals) and the trace records one call instead. torch.compile and torch.export trace through
+them: their branches depend on the spatial size only, never on the batch.
+"""
 
 from __future__ import annotations
 
@@ -21,3 +28,21 @@ def ceil_conv_extra_pad(size: int, kernel: int, stride: int, padding: int) -> in
     """Extra bottom/right padding that makes a conv output ``ceil(size / stride)`` positions."""
     target = -(-size // stride)
     return max(0, (target - 1) * stride + kernel - size - 2 * padding)
+
+
+def pad_nchw_for_ceil_conv(x: torch.Tensor, kernel: int, stride: int, padding: int) -> torch.Tensor:
+    """Zero-pad the bottom/right of ``(B, C, H, W)`` so a conv(kernel, stride, padding) gives
+    ``ceil(H/stride) x ceil(W/stride)`` positions; no copy when none is needed."""
+    ph = ceil_conv_extra_pad(x.shape[2], kernel, stride, padding)
+    pw = ceil_conv_extra_pad(x.shape[3], kernel, stride, padding)
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph))
+    return x
+
+
+def pad_nchw_to_at_least(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Zero-pad the bottom/right of ``(B, C, H, W)`` to at least ``size x size``; no copy when it is."""
+    ph, pw = max(0, size - x.shape[2]), max(0, size - x.shape[3])
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph))
+    return x

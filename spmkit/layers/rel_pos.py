@@ -24,5 +24,8 @@ def _cached(h: int, w: int, device: str) -> torch.Tensor:
 
 def cached_relative_position_index(h: int, w: int, device: torch.device | str) -> torch.Tensor:
     """``relative_position_index`` computed once per size and device. Not a buffer: a buffer made at
-    construction holds garbage after a meta-device build + ``to_empty()``."""
+    construction holds garbage after a meta-device build + ``to_empty()``. Not cached while a graph is
+    captured: torch.export computes it on fake tensors, which must not outlive the trace."""
+    if torch.compiler.is_compiling():
+        return relative_position_index(h, w, device=device)
     return _cached(h, w, str(device))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
@@ -13,7 +15,8 @@ from spmkit.registry import MERGING
 class ConvMerging(ConvEmbed):
     """``(B, H, W, in_dim)`` -> ``(B, ceil(H/s), ceil(W/s), out_dim)``: conv k/s/p then LayerNorm.
 
-    Odd sizes are padded at the bottom/right so the output is always ``ceil(H / stride)``.
+    Odd sizes are padded at the bottom/right so the output is always ``ceil(H / stride)``; ``odd_size:
+    floor`` leaves them unpadded (``floor``), as PVT v1's release does.
     ``norm_eps`` set: a plain LayerNorm with that eps (the PVT papers use 1e-5 here) instead of the model norm.
     """
 
@@ -27,10 +30,12 @@ class ConvMerging(ConvEmbed):
         padding: int = 0,
         norm: bool = True,
         norm_eps: float | None = None,
+        odd_size: Literal["pad", "floor"] = "pad",
         device=None,
         dtype=None,
     ) -> None:
-        super().__init__(in_dim, out_dim, kernel_size, stride, padding, norm_layer, norm, norm_eps, device, dtype)
+        super().__init__(in_dim, out_dim, kernel_size, stride, padding, norm_layer, norm, norm_eps, device, dtype,
+                         odd_size=odd_size)
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,8 @@ Parameter names follow LIT's code (``dconv.weight``, ``dconv.bias``, ``dconv.con
 LIT trains the offset conv with lr x 0.01 (``param_lr_scales``). Note: LIT's optimizer puts
 ``conv_offset.bias`` in its no-weight-decay group at the full lr (its grouping checks biases first); spmkit
 scales both offset parameters, as the paper describes. With zero offsets the layer is exactly a plain
-2x2 stride-2 conv; the sampling is ``torchvision.ops.deform_conv2d`` (bilinear, zero outside the map).
+2x2 stride-2 conv; the sampling is ``torchvision.ops.deform_conv2d`` (bilinear, zero outside the map), which
+runs in float32 under autocast (``spmkit.layers.precision``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,20 @@ from torch.utils.flop_counter import register_flop_formula
 from torchvision.ops import deform_conv2d
 
 from spmkit.layers.pad import pad_nhwc_to_multiple
+from spmkit.layers.precision import float32_call
 from spmkit.registry import MERGING
+
+torch.fx.wrap("pad_nhwc_to_multiple")  # opaque to FX symbolic tracing (see spmkit/layers/pad.py)
+
+
+def deform_conv2d_fp32(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                       stride: int) -> torch.Tensor:
+    """``deform_conv2d`` in float32 inside autocast and for a bf16/fp16 model (it has no bf16 kernel
+    anywhere and no fp16 one on CPU). One call in an FX graph: the autocast check reads the device."""
+    return float32_call(deform_conv2d, x, offset, weight, bias, stride=stride)
+
+
+torch.fx.wrap("deform_conv2d_fp32")
 
 
 def _deform_conv_flops(x_shape, w_shape, offset_shape, *args, out_shape=None, **kwargs) -> int:
@@ -63,7 +77,7 @@ class DeformConv2dPack(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         offset = self.conv_offset(x)
-        return deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride)
+        return deform_conv2d_fp32(x, offset, self.weight, self.bias, self.stride)
 
 
 @MERGING.register("dtm")

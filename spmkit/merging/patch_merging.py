@@ -8,6 +8,8 @@ from torch import nn
 from spmkit.layers.pad import pad_nhwc_to_multiple
 from spmkit.registry import MERGING
 
+torch.fx.wrap("pad_nhwc_to_multiple")  # opaque to FX symbolic tracing (see spmkit/layers/pad.py)
+
 
 @MERGING.register("patch_merging")
 class PatchMerging(nn.Module):

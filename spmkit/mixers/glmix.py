@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spmkit.layers.heads import merge_heads
 from spmkit.layers.tokens import nchw_to_tokens, tokens_to_nchw
 from spmkit.registry import MIXERS
 
@@ -35,7 +36,7 @@ class SlotAttention(nn.Module):
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
         q, k, v = qkv.reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
         x = F.scaled_dot_product_attention(q, k, v)
-        return self.out_proj(x.transpose(1, 2).reshape(b, n, c))
+        return self.out_proj(merge_heads(x))
 
 
 @MIXERS.register("glmix")

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spmkit.layers.heads import merge_heads
 from spmkit.layers.rel_pos import cached_relative_position_index
 from spmkit.registry import MIXERS
 
@@ -18,6 +19,22 @@ def resize_bias_table(table: torch.Tensor, src: tuple[int, int], dst: tuple[int,
     grid = table.t().reshape(1, heads, 2 * src[0] - 1, 2 * src[1] - 1)
     grid = F.interpolate(grid, size=(2 * dst[0] - 1, 2 * dst[1] - 1), mode="bicubic", align_corners=False)
     return grid.reshape(heads, -1).t()
+
+
+def relative_attn_bias(table: torch.Tensor, feat_size: tuple[int, int], hw: tuple[int, int],
+                       num_prefix_tokens: int) -> torch.Tensor:
+    """``[heads, P+HW, P+HW]`` bias of a ``feat_size`` table at map size ``hw``; prefix tokens get none.
+    Opaque to FX symbolic tracing (the resize and the index need concrete sizes)."""
+    h, w = hw
+    table = resize_bias_table(table, feat_size, (h, w))
+    bias = table[cached_relative_position_index(h, w, table.device)].permute(2, 0, 1)  # [heads, hw, hw]
+    p = num_prefix_tokens
+    if p:
+        bias = F.pad(bias, (p, 0, p, 0))
+    return bias
+
+
+torch.fx.wrap("relative_attn_bias")
 
 
 @MIXERS.register("global")
@@ -78,17 +95,11 @@ class GlobalAttention(nn.Module):
         table = self.relative_position_bias_table
         if table is None:
             return None
-        h, w = hw
-        table = resize_bias_table(table, self.feat_size, (h, w))
-        bias = table[cached_relative_position_index(h, w, table.device)].permute(2, 0, 1)  # [heads, hw, hw]
-        p = self.num_prefix_tokens
-        if p:
-            bias = F.pad(bias, (p, 0, p, 0))
-        return bias
+        return relative_attn_bias(table, self.feat_size, hw, self.num_prefix_tokens)
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         b, n, c = x.shape
-        if n != self.num_prefix_tokens + hw[0] * hw[1]:
+        if not isinstance(n, torch.fx.Proxy) and n != self.num_prefix_tokens + hw[0] * hw[1]:  # FX: sizes unknown
             raise ValueError(f"got {n} tokens, expected {self.num_prefix_tokens} + {hw[0]}x{hw[1]}")
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # [B, heads, N, head_dim]
@@ -98,5 +109,5 @@ class GlobalAttention(nn.Module):
         x = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0
         )
-        x = x.transpose(1, 2).reshape(b, n, c)
+        x = merge_heads(x)  # [B, heads, N, d] -> [B, N, C]
         return self.proj_drop(self.proj(x))

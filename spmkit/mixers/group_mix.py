@@ -69,8 +69,9 @@ class ConvRelPosEnc(nn.Module):
 
     def forward(self, q: torch.Tensor, v: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         b, heads, n, ch = v.shape
-        v_img = v.transpose(2, 3).reshape(b, heads * ch, *hw)  # [B, heads*Ch, H, W]
-        conv_v = torch.cat([conv(t) for conv, t in zip(self.conv_list, v_img.split(self.channel_splits, 1))], 1)
+        v_img = v.transpose(2, 3).reshape(b, heads * ch, hw[0], hw[1])  # [B, heads*Ch, H, W]
+        parts = v_img.split(self.channel_splits, 1)  # indexed, not iterated: an FX proxy has no length
+        conv_v = torch.cat([conv(parts[i]) for i, conv in enumerate(self.conv_list)], 1)
         conv_v = conv_v.reshape(b, heads, ch, n).transpose(2, 3)
         return q * conv_v
 

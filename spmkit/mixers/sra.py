@@ -6,7 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spmkit.layers.heads import merge_heads
+from spmkit.layers.pad import pad_nchw_to_at_least
+from spmkit.layers.tokens import cat_prefix_tokens
 from spmkit.registry import MIXERS
+
+torch.fx.wrap("pad_nchw_to_at_least")  # opaque to FX symbolic tracing (see spmkit/layers/pad.py)
+torch.fx.wrap("cat_prefix_tokens")
 
 
 @MIXERS.register("sra")
@@ -61,13 +67,13 @@ class SpatialReductionAttention(nn.Module):
         prefix, grid = x[:, :P], x[:, P:].transpose(1, 2).reshape(B, C, H, W)
         if self.pool is not None:
             grid = self.pool(grid)
-        elif H < self.sr_ratio or W < self.sr_ratio:  # tiny maps: pad to one reduction cell
-            grid = F.pad(grid, (0, max(0, self.sr_ratio - W), 0, max(0, self.sr_ratio - H)))
+        else:  # tiny maps: pad to one reduction cell
+            grid = pad_nchw_to_at_least(grid, self.sr_ratio)
         # otherwise the strided conv floors odd sizes, as PVT's official code does
         red = self.norm(self.sr(grid).flatten(2).transpose(1, 2))
         if self.act is not None:
             red = self.act(red)
-        return torch.cat([prefix, red], dim=1) if P else red
+        return cat_prefix_tokens(prefix, red)
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         B, N, C = x.shape
@@ -76,4 +82,4 @@ class SpatialReductionAttention(nn.Module):
         kv = self.kv(kv_in).view(B, -1, 2, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
         k, v = kv.unbind(0)
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
-        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, N, C)))
+        return self.proj_drop(self.proj(merge_heads(out)))

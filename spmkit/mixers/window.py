@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import nn
 
+from spmkit.layers.heads import merge_heads
 from spmkit.layers.pad import pad_nhwc_to_multiple
 from spmkit.layers.rel_pos import cached_relative_position_index
 from spmkit.registry import MIXERS
+
+# opaque to FX symbolic tracing (they need concrete sizes; see spmkit/layers/pad.py)
+torch.fx.wrap("pad_nhwc_to_multiple")
+torch.fx.wrap("cached_relative_position_index")
+torch.fx.wrap("cached_shifted_window_mask")
 
 
 def window_partition(x: torch.Tensor, win: tuple[int, int]) -> torch.Tensor:
@@ -39,13 +48,31 @@ def shifted_window_mask(H: int, W: int, win: tuple[int, int], shift: tuple[int, 
     return torch.zeros_like(diff).masked_fill(diff != 0, -100.0)
 
 
+@functools.lru_cache(maxsize=16)
+def _cached_mask(H: int, W: int, win: tuple[int, int], shift: tuple[int, int], device: str) -> torch.Tensor:
+    with torch.inference_mode(False):  # a normal tensor, so a later training step can save it for backward
+        return shifted_window_mask(H, W, win, shift, device=device)
+
+
+def cached_shifted_window_mask(H: int, W: int, win: tuple[int, int], shift: tuple[int, int],
+                               device: torch.device | str) -> torch.Tensor:
+    """``shifted_window_mask`` computed once per padded map size, window, shift and device (not cached
+    while a graph is captured: torch.export computes it on fake tensors, which must not outlive the trace)."""
+    if torch.compiler.is_compiling():
+        return shifted_window_mask(H, W, tuple(win), tuple(shift), device=device)
+    return _cached_mask(H, W, tuple(win), tuple(shift), str(device))
+
+
 @MIXERS.register("window")
 class WindowAttention(nn.Module):
     """Multi-head attention inside non-overlapping windows, optionally cyclically shifted by half a window.
 
     As in Swin, a window larger than the stage's feature map (at the blueprint's ``img_size``) shrinks to
     the map and the shift is dropped. At run time, maps that the window does not divide are zero-padded
-    at the bottom/right (after the norm, as in Swin) and cropped back. Class tokens are not supported.
+    at the bottom/right (after the norm, as in Swin) and cropped back; ``shift_order`` says whether the
+    shift comes after the padding (``pad_shift``: Microsoft's detection code and mmdet) or before it
+    (``shift_pad``: timm). Both give the same result when the window divides the map. Class tokens are
+    not supported.
     State-dict names follow Swin/timm: ``qkv``, ``proj``, ``relative_position_bias_table``.
     """
 
@@ -60,11 +87,15 @@ class WindowAttention(nn.Module):
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         allow_padding: bool = False,
+        shift_order: Literal["pad_shift", "shift_pad"] = "pad_shift",
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
         dd = {"device": device, "dtype": dtype}
+        if shift_order not in ("pad_shift", "shift_pad"):
+            raise ValueError(f"shift_order must be 'pad_shift' or 'shift_pad', got {shift_order!r}")
+        self.shift_first = shift_order == "shift_pad"
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by heads {num_heads}")
         if window_size < 1:
@@ -88,7 +119,6 @@ class WindowAttention(nn.Module):
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros((2 * win[0] - 1) * (2 * win[1] - 1), num_heads, **dd)
         )
-        self._mask_cache: dict[tuple, torch.Tensor] = {}
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -97,22 +127,16 @@ class WindowAttention(nn.Module):
     def no_weight_decay(self) -> set[str]:
         return {"relative_position_bias_table"}
 
-    def _mask(self, Hp: int, Wp: int, device: torch.device) -> torch.Tensor:
-        key = (Hp, Wp, str(device))
-        mask = self._mask_cache.get(key)
-        if mask is None:
-            mask = shifted_window_mask(Hp, Wp, self.window_size, self.shift_size, device=device)
-            self._mask_cache = {key: mask}  # keep one size: detection inputs vary
-        return mask
-
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         B, N, C = x.shape
         H, W = hw
         win, shift = self.window_size, self.shift_size
         n = win[0] * win[1]
+        if any(shift) and self.shift_first:  # timm: shift the map, then pad it
+            x = torch.roll(x.unflatten(1, (H, W)), shifts=(-shift[0], -shift[1]), dims=(1, 2)).flatten(1, 2)
         x = pad_nhwc_to_multiple(x.view(B, H, W, C), win[0], win[1])
         Hp, Wp = x.shape[1], x.shape[2]
-        if any(shift):
+        if any(shift) and not self.shift_first:
             x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
         windows = window_partition(x, win)  # [B*nW, n, C]
         nw = windows.shape[0] // B
@@ -124,18 +148,19 @@ class WindowAttention(nn.Module):
         q, k, v = (t.reshape(B * nw, self.num_heads, n, -1) for t in (q, k, v))  # views, no copy
         if any(shift):
             # repeating the [nW, heads, n, n] mask over the batch costs less memory than copying q, k, v
-            mask = self._mask(Hp, Wp, x.device).to(q.dtype)
+            mask = cached_shifted_window_mask(Hp, Wp, win, shift, x.device).to(q.dtype)
             attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1)).repeat(B, 1, 1, 1)
         else:
             attn_mask = bias.unsqueeze(0)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop if self.training else 0.0
         )
-        out = out.reshape(B * nw, self.num_heads, n, -1).transpose(1, 2).reshape(B * nw, n, C)
+        out = merge_heads(out)  # [B*nW, heads, n, d] -> [B*nW, n, C]
         out = self.proj_drop(self.proj(out))
         x = window_reverse(out, win, Hp, Wp)
-        if any(shift):
+        if any(shift) and not self.shift_first:
             x = torch.roll(x, shifts=shift, dims=(1, 2))
-        if Hp != H or Wp != W:
-            x = x[:, :H, :W]
+        x = x[:, :H, :W]  # crop the padding (a view, no copy, when there is none)
+        if any(shift) and self.shift_first:
+            x = torch.roll(x, shifts=shift, dims=(1, 2))
         return x.reshape(B, N, C)

@@ -10,6 +10,21 @@ from torch import nn
 from spmkit.registry import POS_EMBEDS
 
 
+def resize_pos_embed(pos: torch.Tensor, num_prefix_tokens: int, feat_size: tuple[int, int],
+                     hw: tuple[int, int]) -> torch.Tensor:
+    """``[1, P + h*w, C]`` embedding for ``feat_size = (h, w)`` -> bilinearly resized to ``hw`` (prefix
+    tokens kept); ``pos`` itself when the sizes agree. Opaque to FX symbolic tracing (the ``if``)."""
+    if tuple(hw) == tuple(feat_size):
+        return pos
+    P, (h, w) = num_prefix_tokens, feat_size
+    grid = pos[:, P:].reshape(1, h, w, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=(hw[0], hw[1]), mode="bilinear", align_corners=False)
+    return torch.cat([pos[:, :P], grid.flatten(2).transpose(1, 2)], dim=1)
+
+
+torch.fx.wrap("resize_pos_embed")
+
+
 @POS_EMBEDS.register("absolute")
 class AbsolutePosEmbed(nn.Module):
     """Adds a ``(1, P + H*W, dim)`` table; the grid part is bilinearly resized when ``hw`` differs from the
@@ -39,10 +54,4 @@ class AbsolutePosEmbed(nn.Module):
         return {"weight"}
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        pos = self.weight
-        if tuple(hw) != self.feat_size:
-            P, (h, w) = self.num_prefix_tokens, self.feat_size
-            grid = pos[:, P:].reshape(1, h, w, -1).permute(0, 3, 1, 2)
-            grid = F.interpolate(grid, size=tuple(hw), mode="bilinear", align_corners=False)
-            pos = torch.cat([pos[:, :P], grid.flatten(2).transpose(1, 2)], dim=1)
-        return self.drop(x + pos)
+        return self.drop(x + resize_pos_embed(self.weight, self.num_prefix_tokens, self.feat_size, hw))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from math import prod
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -42,7 +42,58 @@ def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _paddi
     return flops
 
 
-CUSTOM_FLOP_FORMULAS: dict[Any, Any] = {aten.convolution_backward: _conv_backward_flop}
+def _attention_flops(q: Sequence[int], k: Sequence[int], v: Sequence[int], heads_last: bool) -> int:
+    """``softmax(q k^T) v`` forward: ``2 * L_q * L_k * (E + E_v)`` per batch and head (the scaling, softmax,
+    mask and dropout count zero). Layout ``(B, H, L, E)``, or ``(B, L, H, E)`` when ``heads_last``."""
+    if heads_last:
+        rows, lq, lk, e, ev = q[0] * q[2], q[1], k[1], q[3], v[3]
+    else:
+        rows, lq, lk, e, ev = prod(q[:-2]), q[-2], k[-2], q[-1], v[-1]
+    return 2 * rows * lq * lk * (e + ev)
+
+
+def _attention_formula(heads_last: bool, backward: bool) -> Callable[..., int]:
+    """A formula for one SDPA kernel: forward ops take ``(q, k, v, ...)``, backward ops ``(grad_out, q, k,
+    v, ...)``. A backward costs twice its forward (gradients of q, k, v and of the attention matrix), the
+    convention of torch's own table; the score recomputation some kernels do is not counted."""
+
+    def formula(*args: Any, out_shape: Any = None, **_kwargs: Any) -> int:
+        q, k, v = args[1:4] if backward else args[0:3]
+        flops = _attention_flops(q, k, v, heads_last)
+        return 2 * flops if backward else flops
+
+    return formula
+
+
+def _attention_kernels() -> dict[Any, Callable[..., int]]:
+    """Every fused attention kernel this torch has, forward and backward, mapped to its formula.
+
+    Which kernel ``scaled_dot_product_attention`` dispatches to (CPU flash, CUDA flash / efficient / cuDNN,
+    a backend's overrideable one) depends on the torch version, the device and the inputs, and torch's own
+    table has not always listed them all (2.14 misses the CPU flash kernel). So the kernels are found by
+    name among the ops this torch registers, and all get the same count. The math fallback is left out:
+    it runs plain matmuls, which the table counts alike.
+    """
+    sdpa = {"_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
+            "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
+            "_scaled_dot_product_fused_attention_overrideable"}
+    list_ops = getattr(torch._C, "_dispatch_get_all_op_names", None)
+    if list_ops is not None:  # kernels added after this was written are found too
+        sdpa |= {n.split("::", 1)[1].split(".", 1)[0] for n in list_ops()
+                 if n.startswith("aten::_scaled_dot_product_") and "attention" in n and "_math" not in n}
+    layouts = {name.removesuffix("_backward"): False for name in sdpa}  # (B, H, L, E)
+    layouts |= {"_flash_attention": True, "_efficient_attention": True}  # inner kernels: (B, L, H, E)
+    formulas: dict[Any, Callable[..., int]] = {}
+    for base, heads_last in layouts.items():
+        forward = f"{base}_forward" if heads_last else base
+        for name, backward in ((forward, False), (f"{base}_backward", True)):
+            op = getattr(aten, name, None)
+            if op is not None:
+                formulas[op] = _attention_formula(heads_last, backward)
+    return formulas
+
+
+CUSTOM_FLOP_FORMULAS: dict[Any, Any] = {aten.convolution_backward: _conv_backward_flop, **_attention_kernels()}
 
 
 @dataclass

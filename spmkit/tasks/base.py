@@ -103,10 +103,30 @@ def move_to_device(batch: Any, device: torch.device, channels_last: bool = False
     return batch
 
 
+def native_cuda_bf16(device: torch.device) -> bool:
+    """Whether ``device`` is a CUDA GPU with bfloat16 arithmetic in hardware (Ampere and newer).
+
+    Newer torch reports emulated bf16 (pre-Ampere) as supported unless ``including_emulation=False``;
+    older torch has no such argument and reports only native support."""
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:
+        return bool(torch.cuda.is_bf16_supported())
+
+
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """A recipe's ``amp`` with ``auto`` decided by capability: ``bf16`` on a GPU with native bf16, else
+    ``none`` (fp32; fp16 is never chosen for you, it needs gradient scaling and can overflow)."""
+    if amp != "auto":
+        return amp
+    return "bf16" if native_cuda_bf16(device) else "none"
+
+
 def autocast_for(amp: str, device: torch.device) -> torch.autocast:
     """``torch.autocast`` for a recipe's ``amp`` setting on ``device``."""
-    if amp == "auto":
-        amp = "bf16" if device.type == "cuda" else "none"
+    amp = resolve_amp(amp, device)
     dtype = torch.float16 if amp == "fp16" else torch.bfloat16
     return torch.autocast(device.type, dtype=dtype, enabled=amp != "none")
 
@@ -160,7 +180,7 @@ class Task(ABC):
         return load_init_weights(self.init_target(model), path)
 
     def autocast(self, device: torch.device) -> torch.autocast:
-        """The autocast context of ``recipe.amp`` for ``device`` (``auto``: bf16 on CUDA, off on CPU)."""
+        """The autocast context of ``recipe.amp`` for ``device`` (``auto``: see ``resolve_amp``)."""
         return autocast_for(self.recipe.amp, device)
 
     # -- training -------------------------------------------------------------------------------

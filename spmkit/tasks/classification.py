@@ -12,6 +12,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from spmkit.data.imagenet import ImageFolderDataset, find_classes
+from spmkit.data.posterize import patch_posterize
+from spmkit.data.unreadable import LeaveOutCollate
 from spmkit.engine.recipe import TrainRecipe
 from spmkit.errors import DataError, shorten
 from spmkit.registry import TASKS
@@ -78,6 +80,10 @@ def build_model(spec: ModelSpec, num_classes: int, img_size: int | None = None) 
     if img_size is not None and img_size != source.img_size:
         kwargs["img_size"] = img_size
     return spmkit.create_model(source, **kwargs)
+
+
+def _no_images() -> tuple[None, None]:
+    return None, None
 
 
 @TASKS.register("classification")
@@ -151,12 +157,26 @@ class ClassificationTask(Task):
                 auto_augment=r.auto_augment, interpolation=r.train_interpolation, mean=cfg["mean"],
                 std=cfg["std"], re_prob=r.reprob, re_mode=r.remode, re_count=r.recount,
             )
+            tf = patch_posterize(tf)  # 0 bits kept gives a black image, not a ValueError (see the module)
         else:
-            tf = create_transform(
-                cfg["input_size"], is_training=False, interpolation=cfg["interpolation"], mean=cfg["mean"],
-                std=cfg["std"], crop_pct=cfg["crop_pct"],
-            )
-        return ImageFolderDataset(data_dir, split, info["classes"], transform=tf)
+            tf = self.eval_transform(model)
+        return ImageFolderDataset(data_dir, split, info["classes"], transform=tf,
+                                  unreadable="substitute" if split == "train" else "leave_out")
+
+    def collate_fn(self, split: Split):
+        """Batches ``(images, targets, skipped)``: ``skipped`` counts the batch's unreadable images (left
+        out in evaluation, so ``images`` is ``None`` when all of them were)."""
+        from torch.utils.data import default_collate
+
+        return LeaveOutCollate(default_collate, _no_images)
+
+    def eval_transform(self, model: nn.Module):
+        """The evaluation transform (resize, centre crop at ``crop_pct``, normalise): PIL image -> tensor."""
+        from timm.data import create_transform
+
+        cfg = self.data_config(model)
+        return create_transform(cfg["input_size"], is_training=False, interpolation=cfg["interpolation"],
+                                mean=cfg["mean"], std=cfg["std"], crop_pct=cfg["crop_pct"])
 
     def setup_training(self, model: nn.Module, info: dict[str, Any]) -> None:
         from timm.data import Mixup
@@ -199,6 +219,9 @@ class ClassificationTask(Task):
         model.eval()
         for batch in loader:
             images, targets, skipped = self.to_device(batch, device)
+            totals[4] += skipped.sum()
+            if images is None:  # every image of the batch was unreadable
+                continue
             with self.autocast(device):
                 logits = model(images)
             logits = logits.float()
@@ -209,7 +232,6 @@ class ClassificationTask(Task):
             totals[1] += nn.functional.cross_entropy(logits, targets, reduction="sum").double()
             totals[2] += hit[:, :1].sum()
             totals[3] += hit.sum()
-            totals[4] += skipped.sum()
         ctx.all_reduce_sum(totals)
         n = max(float(totals[0]), 1.0)
         return {

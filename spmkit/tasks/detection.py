@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from spmkit.data.coco import CocoDetection, collate_detection
 from spmkit.data.detection_transforms import DetectionTransform
+from spmkit.data.unreadable import LeaveOutCollate, SkipUnreadable
 from spmkit.dense.coco_eval import STAT_NAMES, CocoEvaluator, detections_to_coco
 from spmkit.dense.detector import build_detector
 from spmkit.engine.recipe import TrainRecipe
@@ -27,6 +28,7 @@ class DetectionRecipe(TrainRecipe):
     """The 1x COCO recipe of the PVT / SPM papers (mmdet's ``1x`` schedule)."""
 
     detector: Literal["mask_rcnn", "retinanet"] = "mask_rcnn"
+    sync_bn: bool = Field(True, description="SyncBatchNorm in multi-process CUDA training (mmdet's SyncBN)")
     epochs: int = Field(12, ge=1)
     batch_size: int = Field(2, ge=1, description="images per process per step (2 x 8 GPUs = 16)")
     lr: float | None = Field(1e-4, gt=0)
@@ -72,6 +74,10 @@ def build_detector_model(backbone: nn.Module, recipe: DetectionRecipe, num_class
         raise
 
 
+def _empty_batch() -> tuple[list, list]:
+    return [], []
+
+
 @TASKS.register("detection")
 class DetectionTask(Task):
     """COCO detection; ``bbox_AP`` (percent, COCOeval AP@[.5:.95]) decides ``best.pt``. Every COCOeval
@@ -86,6 +92,7 @@ class DetectionTask(Task):
     def __init__(self, recipe: DetectionRecipe) -> None:
         super().__init__(recipe)
         self._datasets: dict[tuple[str, str], CocoDetection] = {}
+        self._skipped = 0
 
     # -- data and model -------------------------------------------------------------------------
     def _dataset(self, data_dir: Path, split: str) -> CocoDetection:
@@ -127,10 +134,10 @@ class DetectionTask(Task):
             if ds.cat_ids != info["category_ids"]:
                 raise DataError(f"{data_dir}: val categories {ds.cat_ids} differ from train's {info['category_ids']}.")
             ds.transforms = DetectionTransform(0.0)
-        else:
-            ds.transforms = DetectionTransform(self.recipe.flip_prob)
-            self._set_warmup(len(ds))
-        return ds
+            return SkipUnreadable(ds, "leave_out")
+        ds.transforms = DetectionTransform(self.recipe.flip_prob)
+        self._set_warmup(len(ds))
+        return SkipUnreadable(ds, "substitute")
 
     def _set_warmup(self, n_images: int) -> None:
         """Express ``warmup_iters`` in epochs (the engine's unit) now that the epoch length is known."""
@@ -140,11 +147,20 @@ class DetectionTask(Task):
             r.warmup_epochs = min(r.warmup_iters / updates, float(r.epochs))
 
     def collate_fn(self, split: Split):
-        return collate_detection
+        """Batches ``(images, targets, skipped)``; ``skipped`` counts unreadable images (left out in evaluation)."""
+        return LeaveOutCollate(collate_detection, _empty_batch)
+
+    def end_of_epoch(self, ctx) -> dict[str, float]:
+        t = torch.tensor([float(self._skipped)], dtype=torch.float64, device=ctx.device)
+        ctx.all_reduce_sum(t)
+        self._skipped = 0
+        return {"train_skipped": float(t)}
 
     # -- training -------------------------------------------------------------------------------
     def training_loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        images, targets = batch
+        images, targets = batch[0], batch[1]
+        if len(batch) > 2:
+            self._skipped += int(batch[2])
         losses = model(images, targets)
         loss = sum(losses.values())
         return loss, {k: float(v.detach()) for k, v in losses.items()}
@@ -161,7 +177,12 @@ class DetectionTask(Task):
         net.eval()
         results: list[dict] = []
         image_ids: list[int] = []
-        for images, targets in loader:
+        skipped = torch.zeros(1, dtype=torch.float64, device=ctx.device)
+        for batch in loader:
+            images, targets = batch[0], batch[1]
+            skipped += float(batch[2]) if len(batch) > 2 else 0.0
+            if not images:  # every image of the batch was unreadable
+                continue
             images = [im.to(ctx.device, non_blocking=True) for im in images]
             with self.autocast(ctx.device):
                 preds = net(images)
@@ -170,6 +191,7 @@ class DetectionTask(Task):
                 image_ids.append(img_id)
                 results.extend(detections_to_coco(img_id, {k: v.float() for k, v in pred.items()}, ds.label_to_cat))
         net.train(was_training)
+        ctx.all_reduce_sum(skipped)
         parts = ctx.all_gather_object((image_ids, results))
         evaluator = CocoEvaluator(ds.coco, ("bbox", "segm") if self.recipe.detector == "mask_rcnn" else ("bbox",))
         for ids, res in parts:
@@ -181,4 +203,6 @@ class DetectionTask(Task):
                 v = s[name]
                 metrics[f"{iou_type}_{name}"] = v * 100 if v >= 0 else -1.0
         metrics["detections"] = float(len(evaluator.results))
+        metrics["val_images"] = float(len(evaluator.image_ids))
+        metrics["val_skipped"] = float(skipped)
         return {k: (v if not math.isnan(v) else -1.0) for k, v in metrics.items()}

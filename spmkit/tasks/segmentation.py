@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from spmkit.data.ade20k import ADE20K, IGNORE_INDEX
+from spmkit.data.unreadable import LeaveOutCollate, SkipUnreadable
 from spmkit.data.segmentation_transforms import (
     SegmentationEvalTransform,
     SegmentationTrainTransform,
@@ -51,6 +52,7 @@ class SegmentationRecipe(TrainRecipe):
         return self
 
     head: Literal["semantic_fpn", "upernet"] = "semantic_fpn"
+    sync_bn: bool = Field(True, description="SyncBatchNorm in multi-process CUDA training (mmseg's SyncBN)")
     iters: int | None = Field(40000, ge=1, description="total optimizer steps; None -> real epochs over the data")
     epochs: int = Field(10, ge=1, description="with iters: evaluation rounds of iters/epochs steps each")
     batch_size: int = Field(2, ge=1, description="images per process per step (2 x 8 GPUs = 16)")
@@ -73,6 +75,10 @@ class SegmentationRecipe(TrainRecipe):
     dropout: float = Field(0.1, ge=0, lt=1)
 
 
+def _empty_batch() -> tuple[list, list]:
+    return [], []
+
+
 @TASKS.register("segmentation")
 class SegmentationTask(Task):
     """ADE20K-layout semantic segmentation; ``mIoU`` (percent) decides ``best.pt``."""
@@ -82,6 +88,10 @@ class SegmentationTask(Task):
     best_metric = "mIoU"
     best_mode = "max"
     recipe: SegmentationRecipe
+
+    def __init__(self, recipe: SegmentationRecipe) -> None:
+        super().__init__(recipe)
+        self._skipped = 0
 
     def data_info(self, data_dir: Path) -> dict[str, Any]:
         return self._info(ADE20K(data_dir, "train"))
@@ -117,7 +127,7 @@ class SegmentationTask(Task):
         if split == "val":
             val = ADE20K(data_dir, "val", transforms=SegmentationEvalTransform(r.scale))
             val.class_names = list(info["classes"])  # the model's classes name the per-class IoUs
-            return val
+            return SkipUnreadable(val, "leave_out")
         ds = ADE20K(
             data_dir,
             "train",
@@ -126,16 +136,26 @@ class SegmentationTask(Task):
                 cat_max_ratio=r.cat_max_ratio, flip_prob=r.flip_prob,
             ),
         )
+        train = SkipUnreadable(ds, "substitute")
         if r.iters is not None:
-            return RepeatDataset(ds, iteration_epoch_length(r.iters, r.epochs, r.batch_size, r.accum_steps))
-        return ds
+            return RepeatDataset(train, iteration_epoch_length(r.iters, r.epochs, r.batch_size, r.accum_steps))
+        return train
 
     def collate_fn(self, split: Split):
-        return collate_segmentation
+        """Batches ``(images, labels, skipped)``; ``skipped`` counts unreadable pairs (left out in evaluation)."""
+        return LeaveOutCollate(collate_segmentation, _empty_batch)
+
+    def end_of_epoch(self, ctx) -> dict[str, float]:
+        t = torch.tensor([float(self._skipped)], dtype=torch.float64, device=ctx.device)
+        ctx.all_reduce_sum(t)
+        self._skipped = 0
+        return {"train_skipped": float(t)}
 
     # -- training -------------------------------------------------------------------------------
     def training_loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        images, labels = batch
+        images, labels = batch[0], batch[1]
+        if len(batch) > 2:
+            self._skipped += int(batch[2])
         logits = model(images)
         n = unwrap(model).num_classes
         valid = labels[labels != IGNORE_INDEX]
@@ -152,7 +172,11 @@ class SegmentationTask(Task):
         was_training = net.training
         net.eval()
         cm = ConfusionMatrix(net.num_classes, IGNORE_INDEX)
-        for images, labels in loader:
+        skipped = torch.zeros(2, dtype=torch.float64, device=ctx.device)  # images scored, left out
+        for batch in loader:
+            images, labels = batch[0], batch[1]
+            skipped[1] += float(batch[2]) if len(batch) > 2 else 0.0
+            skipped[0] += len(images)
             if isinstance(images, torch.Tensor):
                 images, labels = list(images), list(labels)
             for image, label in zip(images, labels):
@@ -168,9 +192,11 @@ class SegmentationTask(Task):
                     raise DataError(f"validation labels do not fit the model: {e}") from None
         net.train(was_training)
         cm.matrix = ctx.all_reduce_sum(cm.matrix.to(ctx.device)).cpu()
+        ctx.all_reduce_sum(skipped)
         res = cm.compute()
         names = getattr(loader.dataset, "class_names", None) or []
-        metrics = {"mIoU": 100 * res["mIoU"], "mAcc": 100 * res["mAcc"], "pixel_acc": 100 * res["pixel_acc"]}
+        metrics = {"mIoU": 100 * res["mIoU"], "mAcc": 100 * res["mAcc"], "pixel_acc": 100 * res["pixel_acc"],
+                   "val_images": float(skipped[0]), "val_skipped": float(skipped[1])}
         for i, iou in enumerate(res["per_class_iou"]):
             if iou == iou:  # classes absent from labels and predictions have no IoU
                 name = names[i] if i < len(names) else str(i)

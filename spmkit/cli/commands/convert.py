@@ -1,4 +1,4 @@
-"""``spmkit convert``: timm weights -> an spmkit state_dict for a blueprint."""
+"""``spmkit convert``: an official release's, timm's or spmkit's checkpoint -> an spmkit state_dict."""
 
 from __future__ import annotations
 
@@ -7,36 +7,40 @@ from typing import Annotated, Optional
 import typer
 
 from spmkit.cli.errors import user_errors
-from spmkit.cli.options import SetOption
+from spmkit.cli.options import BlueprintSetAlias, ModelSetOption, model_overrides
 
 
 @user_errors
 def convert(
-    checkpoint: Annotated[str, typer.Argument(help="timm checkpoint (.pth/.pt/.safetensors) of swin_* or pvt_v2_*.")],
+    checkpoint: Annotated[str, typer.Argument(help="Checkpoint file (.pth/.pt/.bin/.safetensors) or save_pretrained folder.")],
     blueprint: Annotated[str, typer.Option("--blueprint", "-b", help="Target blueprint (path or builtin name).")],
     output: Annotated[str, typer.Option("--output", "-o", help="Where to write the spmkit state_dict (.pt).")],
-    family: Annotated[Optional[str], typer.Option(help="swin or pvt_v2 (detected when omitted).")] = None,
-    strict: Annotated[bool, typer.Option(help="Fail unless every parameter is loaded.")] = False,
-    set_: SetOption = None,
+    from_: Annotated[Optional[str], typer.Option("--from", help="Layout of CHECKPOINT (detected when omitted); "
+                                                 "see `spmkit list`.")] = None,
+    ema: Annotated[bool, typer.Option("--ema", help="Take the checkpoint's EMA weights.")] = False,
+    strict: Annotated[bool, typer.Option(help="Fail unless every tensor of both sides is matched; --no-strict "
+                                         "keeps a fresh init for parts the file lacks (e.g. SPM layers).")] = True,
+    model_set: ModelSetOption = None,
+    set_: BlueprintSetAlias = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
 ) -> None:
-    """Convert timm weights for BLUEPRINT; parts the source lacks (e.g. SPM layers) keep a fresh init."""
+    """Convert CHECKPOINT for BLUEPRINT; any tensor left unmatched fails the command (unless --no-strict)."""
     from pathlib import Path
 
-    from spmkit.cli.paths import check_output_path
-    from spmkit.convert import load_timm_weights
+    from spmkit.output_paths import check_output_path
+    from spmkit.convert import load_weights
     from spmkit.engine_io import save_atomic
     from spmkit.factory import create_model
 
     check_output_path(output, [checkpoint, blueprint if Path(blueprint).is_file() else None], force)
-    model = create_model(blueprint, overrides=set_ or [])
-    report = load_timm_weights(model, checkpoint, family=family, strict=strict)
+    model = create_model(blueprint, overrides=model_overrides(model_set, set_))
+    report = load_weights(model, checkpoint, from_=from_, strict=strict, ema=ema)
     save_atomic(model.state_dict(), output)
-    typer.echo(f"wrote {output}: {len(model.state_dict()) - len(report.missing)} tensors loaded, "
+    typer.echo(f"wrote {output}: layout {report.layout}, {len(report.loaded)} tensors loaded, "
                f"{len(report.missing)} freshly initialised, {len(report.unexpected)} unused, "
                f"{len(report.skipped_shape)} skipped (shape)")
-    for key in report.missing[:20]:
-        typer.echo(f"  initialised: {key}")
+    for key in (report.missing + report.unexpected + report.skipped_shape)[:20]:
+        typer.echo(f"  not loaded: {key}")
 
 
 def register(app: typer.Typer) -> None:

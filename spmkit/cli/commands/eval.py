@@ -9,12 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from spmkit.cli.errors import user_errors
-from spmkit.cli.options import JsonOption
-
-RecipeSetOption = Annotated[
-    Optional[list[str]],
-    typer.Option("--set", "-s", help="Override a recipe field for evaluation, e.g. --set img_size=256."),
-]
+from spmkit.cli.options import (DeviceOption, DevicesAlias, JsonOption, ModelSetOption, RecipeSetOption,
+                                pick_device)
 
 
 def register(app: typer.Typer) -> None:
@@ -26,14 +22,15 @@ def eval_(
     data: Annotated[Path, typer.Option("--data", help="data folder with a val/ split")],
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="spmkit run checkpoint (last.pt / best.pt)")] = None,
     blueprint: Annotated[Optional[str], typer.Option("--blueprint", "-b", help="blueprint (instead of --checkpoint)")] = None,
-    weights: Annotated[Optional[Path], typer.Option("--weights", help="weights for --blueprint (spmkit or timm)")] = None,
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="weights for --blueprint (spmkit, timm or an official release's; converted, loaded strictly)")] = None,
     task: Annotated[str, typer.Option("--task", help="task for --blueprint")] = "classification",
-    model_set: Annotated[Optional[list[str]], typer.Option("--model-set", help="blueprint override KEY=VALUE")] = None,
+    model_set: ModelSetOption = None,
     set_: RecipeSetOption = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1)] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=0)] = None,
-    devices: Annotated[str, typer.Option("--devices", help="auto, cpu or cuda")] = "auto",
-    ema: Annotated[bool, typer.Option("--ema", help="evaluate the checkpoint's EMA weights")] = False,
+    device: DeviceOption = None,
+    devices: DevicesAlias = None,
+    ema: Annotated[bool, typer.Option("--ema", metavar="", help="evaluate the checkpoint's EMA weights")] = False,
     json_: JsonOption = False,
 ) -> None:
     from spmkit.engine.devices import check_devices
@@ -44,11 +41,12 @@ def eval_(
         raise typer.BadParameter("give --checkpoint RUN/best.pt, or --blueprint (with --weights).")
     if weights is not None and blueprint is None:
         raise typer.BadParameter("--weights needs --blueprint.")
-    check_devices(devices)
+    device = pick_device(device, devices)
+    check_devices(device)
     result = evaluate(
         data=data, checkpoint=checkpoint, model=ModelSpec(blueprint, tuple(model_set or ())) if blueprint else None,
         weights=weights, task=task, overrides=list(set_ or []), batch_size=batch_size, workers=workers,
-        device=devices, use_ema=ema,
+        device=device, use_ema=ema,
     )
     if json_:
         typer.echo(json.dumps(result))

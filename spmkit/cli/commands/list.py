@@ -1,8 +1,10 @@
-"""``spmkit list``: builtin blueprints and registered components."""
+"""``spmkit list``: builtin blueprints, recipes, sweeps and registered components (full paths, never cut)."""
 
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import typer
 
@@ -12,37 +14,60 @@ from spmkit.cli.options import JsonOption
 
 @user_errors
 def list_(json_: JsonOption = False) -> None:
-    """List builtin blueprints and every registered component with its parameters."""
+    """List builtin blueprints, recipes and sweeps (with their files) and every registered component."""
     from rich.console import Console
     from rich.table import Table
 
     from spmkit.blueprint import list_blueprints
     from spmkit.blueprint.params import user_parameter_names
+    from spmkit.recipes import list_recipes
     from spmkit.registry import COMPONENT_REGISTRIES, load_components
+    from spmkit.sweep.spec import list_sweeps
 
     load_components()
-    blueprints = {k: str(v) for k, v in list_blueprints().items()}
+    blueprints = {k: str(Path(v).resolve()) for k, v in list_blueprints().items()}
+    recipes = {k: str(v.resolve()) for k, v in list_recipes().items()}
+    sweeps = {k: str(Path(v).resolve()) for k, v in list_sweeps().items()}
     components = {
         kind: {name: user_parameter_names(kind, obj) for name, obj in reg.items()}
         for kind, reg in COMPONENT_REGISTRIES.items()
     }
+    from spmkit.registry import CONVERTERS
+
+    import spmkit.convert  # noqa: F401  (fills CONVERTERS)
+
+    converters = {name: conv.release for name, conv in CONVERTERS.items()}
     if json_:
-        typer.echo(json.dumps({"blueprints": blueprints, "components": components}, indent=2))
+        typer.echo(json.dumps({"blueprints": blueprints, "recipes": recipes, "sweeps": sweeps,
+                               "components": components, "converters": converters}, indent=2))
         return
-    console = Console()
-    t = Table(title="builtin blueprints", title_justify="left")
-    t.add_column("name")
-    t.add_column("file")
-    for name, path in blueprints.items():
-        t.add_row(name, path)
-    console.print(t)
+    # a table never cuts a name or a path: wide enough for the longest row, folded on a narrow terminal
+    longest = max(len(k) + len(v) for k, v in {**blueprints, **recipes, **sweeps}.items())
+    console = Console(width=None if sys.stdout.isatty() else max(120, longest + 10))
+    for title, items in (("builtin blueprints (spmkit build NAME)", blueprints),
+                         ("builtin recipes (spmkit train --recipe NAME)", recipes),
+                         ("builtin sweeps (spmkit sweep NAME)", sweeps)):
+        if not items:
+            continue
+        t = Table(title=title, title_justify="left")
+        t.add_column("name", no_wrap=True)
+        t.add_column("file", overflow="fold")
+        for name, path in items.items():
+            t.add_row(name, path)
+        console.print(t)
     c = Table(title="components", title_justify="left")
     for col in ("kind", "type", "parameters"):
-        c.add_column(col)
+        c.add_column(col, overflow="fold")
     for kind, items in components.items():
         for name, params in items.items():
             c.add_row(kind, name, ", ".join(params) or "-")
     console.print(c)
+    v = Table(title="checkpoint layouts (spmkit convert --from)", title_justify="left")
+    v.add_column("name")
+    v.add_column("release")
+    for name, release in converters.items():
+        v.add_row(name, release)
+    console.print(v)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,7 +11,7 @@ from spmkit.cli.errors import user_errors
 
 
 def register(app: typer.Typer) -> None:
-    app.command("plot", help="Write loss / top-1 / lr curves of a run folder as PNG files.")(plot)
+    app.command("plot", help="Write loss, metric (top-1, AP or mIoU) and per-step lr curves of a run folder as PNG files.")(plot)
 
 
 @user_errors

@@ -1,4 +1,4 @@
-"""``spmkit predict``: draw a detection or segmentation run's prediction for one image as a PNG."""
+"""``spmkit predict``: a run checkpoint on an image or a folder (classification, detection, segmentation)."""
 
 from __future__ import annotations
 
@@ -9,39 +9,72 @@ from typing import Annotated, Optional
 import typer
 
 from spmkit.cli.errors import user_errors
-from spmkit.cli.options import JsonOption
+from spmkit.cli.options import DeviceOption, DevicesAlias, JsonOption, RecipeSetOption, pick_device
+
+HELP = """Predict with a run checkpoint on IMAGE or every image of a folder.
+
+Classification: the top-k classes with probabilities per image (-o sheet.png: a contact sheet).
+Detection / segmentation: drawn PNGs (boxes with captions; the class map with a legend): -o FILE for one
+image (default IMAGE_pred.png here), -o FOLDER for a folder (default FOLDER_pred/).
+"""
 
 
 def register(app: typer.Typer) -> None:
-    app.command("predict", help="Draw a detection / segmentation checkpoint's prediction on IMAGE (PNG).")(predict)
+    app.command("predict", help=HELP)(predict)
 
 
 @user_errors
 def predict(
-    image: Annotated[Path, typer.Argument(help="image file (JPEG, PNG, ...)")],
+    image: Annotated[Path, typer.Argument(help="image file (JPEG, PNG, ...) or a folder of images")],
     checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="spmkit run checkpoint (last.pt / best.pt)")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="PNG to write (default: IMAGE_pred.png here)")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="PNG (one image, contact sheet) or folder to write")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=1000, help="classification: classes shown per image")] = 5,
     score_threshold: Annotated[float, typer.Option("--score-threshold", min=0.0, max=1.0, help="detection: draw boxes scoring at least this")] = 0.5,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="recipe override KEY=VALUE, e.g. inference=slide")] = None,
-    devices: Annotated[str, typer.Option("--devices", help="auto, cpu or cuda")] = "auto",
-    force: Annotated[bool, typer.Option("--force", help="Overwrite the output PNG if it exists.")] = False,
+    set_: RecipeSetOption = None,
+    device: DeviceOption = None,
+    devices: DevicesAlias = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite output PNGs that exist.")] = False,
     json_: JsonOption = False,
 ) -> None:
-    from spmkit.cli.paths import check_output_path
-    from spmkit.dense.predict import predict_image
     from spmkit.engine.devices import check_devices
+    from spmkit.engine.predict import predict as run_predict
 
-    check_devices(devices)
-
-    out = output if output is not None else Path(f"{image.stem}_pred.png")
-    check_output_path(out, [image, checkpoint], force)
-    result = predict_image(checkpoint, image, out, score_threshold=score_threshold, overrides=list(set_ or []),
-                           device=devices)
+    device = pick_device(device, devices)
+    check_devices(device)
+    result = run_predict(checkpoint, image, output, top_k=top_k, score_threshold=score_threshold,
+                         overrides=list(set_ or []), device=device, force=force)
     if json_:
-        typer.echo(json.dumps({"task": result.task, "output": str(result.output), **result.summary}))
+        doc = {"task": result.task, "predictions": result.predictions}
+        if len(result.predictions) == 1:  # one image: its fields at the top level too
+            doc.update(result.predictions[0])
+        if result.task == "classification" and result.outputs:
+            doc["output"] = str(result.outputs[0])
+        typer.echo(json.dumps(doc))
         return
-    typer.echo(f"{result.task}: wrote {result.output}")
-    for det in result.summary.get("detections", []):
-        typer.echo(f"  {det['class']:>16} {det['score']:.2f}  box {det['box']}")
-    for name, frac in result.summary.get("pixel_fraction", {}).items():
-        typer.echo(f"  {name:>16} {100 * frac:5.1f}% of pixels")
+    if result.task == "classification":
+        _classification_table(result.predictions)
+    for p in result.predictions if result.task != "classification" else []:
+        typer.echo(f"{result.task}: {p['image']} -> {p['output']}")
+        for det in p.get("detections", []):
+            typer.echo(f"  {det['class']:>16} {det['score']:.2f}  box {det['box']}")
+        for name, frac in p.get("pixel_fraction", {}).items():
+            typer.echo(f"  {name:>16} {100 * frac:5.1f}% of pixels")
+    for path in result.outputs if result.task == "classification" else []:
+        typer.echo(f"wrote {path}")
+
+
+def _classification_table(predictions: list[dict]) -> None:
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    k = max(len(v) for p in predictions for key, v in p.items() if key.startswith("top") and isinstance(v, list))
+    table = Table(title=f"top-{k} classes", title_justify="left")
+    table.add_column("image", overflow="fold")
+    for i in range(k):
+        table.add_column(f"#{i + 1}", overflow="fold")
+    for p in predictions:
+        top = next(v for key, v in p.items() if key.startswith("top") and isinstance(v, list))
+        table.add_row(p["image"], *[f"{t['class']} {100 * t['probability']:.1f}%" for t in top])
+    Console(width=None if sys.stdout.isatty() else 200).print(table)

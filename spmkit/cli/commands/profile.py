@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from spmkit.cli.errors import user_errors
-from spmkit.cli.options import JsonOption, SetOption
+from spmkit.cli.options import (AmpOption, BlueprintSetAlias, DeviceOption, DevicesAlias, JsonOption,
+                                ModelSetOption, model_overrides, pick_device)
 
 HELP = """Profile blueprints (names or YAML paths) and timm references (timm:MODEL_NAME) side by side.
 
@@ -90,16 +91,18 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def profile(
         entries: Annotated[list[str], typer.Argument(help="Blueprint names/paths, or timm:MODEL_NAME.")],
-        overrides: SetOption = None,
+        model_set: ModelSetOption = None,
+        set_: BlueprintSetAlias = None,
         variant: Annotated[Optional[list[str]], typer.Option(
             "--variant", help="Add, for each blueprint, a variant with these overrides: "
                               "'merging.type=spm;stages.2.depth=4'. Repeatable.")] = None,
-        device: Annotated[str, typer.Option(help="cpu or cuda (cuda:N).")] = "cpu",
+        device: DeviceOption = None,
+        devices: DevicesAlias = None,
         batch_size: Annotated[int, typer.Option(
             min=1, max=4096, help="Batch for throughput, training step and memory.")] = 8,
         input_size: Annotated[Optional[list[str]], typer.Option(
             help="Input size(s): 224, 224x320, or 224,384. Default: each entry's own size.")] = None,
-        amp: Annotated[Optional[str], typer.Option(help="Autocast dtype: bf16 or fp16.")] = None,
+        amp: AmpOption = None,
         channels_last: Annotated[bool, typer.Option(help="Model and input in channels-last layout.")] = False,
         compile: Annotated[bool, typer.Option(help="torch.compile each model (warm-up includes compiling).")] = False,
         threads: Annotated[Optional[int], typer.Option(
@@ -128,6 +131,13 @@ def register(app: typer.Typer) -> None:
 
         from spmkit.profile.steps import check_device
 
+        device = pick_device(device, devices, default="cpu")
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        amp = None if amp == "none" else amp
+        overrides = model_overrides(model_set, set_)
         check_device(device)  # fail fast, before anything is built
         variants = [[kv.strip() for kv in v.split(";") if kv.strip()] for v in (variant or [])]
         resolved = resolve_entries(entries, tuple(overrides or ()), variants)

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from spmkit.cli.errors import user_errors
-
-RecipeSetOption = Annotated[
-    Optional[list[str]],
-    typer.Option("--set", "-s", help="Override a recipe field, e.g. --set lr=1e-3 --set mixup=0 (repeatable)."),
-]
+from spmkit.cli.options import (AmpOption, DeviceOption, DevicesAlias, ModelSetOption, RecipeSetOption, SeedOption,
+                                pick_device)
 
 
 def register(app: typer.Typer) -> None:
@@ -31,36 +29,39 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="images per process per step")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="absolute lr (default: 5e-4 x global batch / 512)")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="data-loader workers per process")] = None,
-    init: Annotated[Optional[str], typer.Option("--init", help="start from these weights (spmkit or timm checkpoint)")] = None,
+    init: Annotated[Optional[str], typer.Option("--init", help="start from these weights (spmkit, timm or an official release's checkpoint; converted)")] = None,
     detector: Annotated[Optional[str], typer.Option("--detector", help="--task detection: mask_rcnn or retinanet (shortcut for --set detector=...)")] = None,
+    seed: SeedOption = None,
+    amp: AmpOption = None,
     set_: RecipeSetOption = None,
-    model_set: Annotated[Optional[list[str]], typer.Option("--model-set", help="blueprint override KEY=VALUE (repeatable)")] = None,
-    devices: Annotated[str, typer.Option("--devices", help="auto, cpu or cuda")] = "auto",
+    model_set: ModelSetOption = None,
+    device: DeviceOption = None,
+    devices: DevicesAlias = None,
     gpus: Annotated[Optional[int], typer.Option("--gpus", min=1, help="GPU processes on this node (DDP)")] = None,
-    nproc: Annotated[Optional[int], typer.Option("--nproc", min=1, help="processes on this node (with --devices cpu: gloo)")] = None,
+    nproc: Annotated[Optional[int], typer.Option("--nproc", min=1, help="processes on this node (with --device cpu: gloo)")] = None,
     nodes: Annotated[Optional[int], typer.Option("--nodes", min=1, help="number of machines (default: SLURM_NNODES or 1)")] = None,
     node_rank: Annotated[Optional[int], typer.Option("--node-rank", min=0, help="this machine's rank (static rendezvous)")] = None,
     rdzv_endpoint: Annotated[Optional[str], typer.Option("--rdzv-endpoint", help="HOST:PORT of the rendezvous (multi-node)")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --output from its last.pt")] = False,
-    auto_resume: Annotated[bool, typer.Option("--auto-resume", help="continue if --output has last.pt, else start")] = False,
+    resume: Annotated[bool, typer.Option("--resume", metavar="", help="continue the run in --output from its last.pt")] = False,
+    auto_resume: Annotated[bool, typer.Option("--auto-resume", metavar="", help="continue if --output has last.pt, else start")] = False,
 ) -> None:
     from spmkit.engine.devices import check_devices
     from spmkit.engine.launch import in_launched_process, launch, plan_launch
 
     if gpus is not None and nproc is not None and gpus != nproc:
         raise typer.BadParameter("give --gpus or --nproc, not both with different counts.")
+    devices = pick_device(device, devices)
     if gpus is not None and devices == "cpu":
-        raise typer.BadParameter("--gpus conflicts with --devices cpu; use --nproc for CPU processes.")
+        raise typer.BadParameter("--gpus conflicts with --device cpu; use --nproc for CPU processes.")
     if blueprint is None and not (resume or auto_resume):
         raise typer.BadParameter("--blueprint is required (except with --resume).")
     device = "cuda" if gpus is not None and devices == "auto" else devices
     # one clear message before anything is built or launched (not one traceback per process)
     check_devices(device, 1 if in_launched_process() else (gpus or nproc or 1),
-                  option="--gpus" if gpus is not None else "--devices")
+                  option="--gpus" if gpus is not None else "--device")
     overrides = list(set_ or [])
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("workers", workers),
-                       ("detector", detector),
-                       ("init", init)):
+                       ("detector", detector), ("seed", seed), ("amp", amp), ("init", init)):
         if value is not None:
             overrides.append(f"{key}={value}")
 
@@ -77,7 +78,7 @@ def train(
         plan = plan_launch(gpus or nproc or 1, nodes, node_rank, rdzv_endpoint)
         if plan is not None:
             preflight(cfg)  # one clear message instead of one per process
-            args = ["train", "--data", str(data), "--output", str(output), "--task", task, "--devices", device]
+            args = ["train", "--data", str(data), "--output", str(output), "--task", task, "--device", device]
             if blueprint is not None:
                 args += ["--blueprint", blueprint]
             if recipe is not None:
@@ -98,13 +99,16 @@ def train(
 
     reporter = None
     if os.environ.get("RANK", "0") == "0":
-        from spmkit.cli.training_progress import RichReporter
+        if sys.stdout.isatty():  # a terminal: the live display
+            from spmkit.cli.training_progress import RichReporter
 
-        reporter = RichReporter()
+            reporter = RichReporter()
+        else:  # a file, a pipe, a batch job: plain lines every log_every_steps steps
+            from spmkit.engine.reporter import TextReporter, stdout_writer
+
+            reporter = TextReporter(stdout_writer)
     try:
-        rows = run_training(cfg, reporter=reporter)
+        run_training(cfg, reporter=reporter)
     finally:
         if reporter is not None:
             reporter.close()  # stop the live display before an error message is printed
-    if rows:
-        typer.echo(f"run folder: {output}  (last.pt, best.pt, metrics.jsonl)")
