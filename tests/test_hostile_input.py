@@ -280,3 +280,50 @@ def test_augmentation_settings_are_checked_with_the_recipe() -> None:
 def test_profile_batch_that_cannot_fit_is_refused_before_building() -> None:
     res = runner.invoke(app, ["profile", "swin_t", "--batch-size", "4096", "--input-size", "4096", "--repeats", "1"])
     assert_user_error(res, "4096 images of 4096x4096")
+
+
+def _numeric(tp: object) -> bool:
+    import typing
+
+    if tp is bool:
+        return False
+    if tp in (int, float):
+        return True
+    return any(_numeric(a) for a in typing.get_args(tp) if a is not type(None))
+
+
+def test_every_numeric_option_of_every_command_is_bounded() -> None:
+    """Commands added later are covered too: each int/float option states the range it accepts, so 0, negative
+    or absurd values are usage errors (exit 2) before anything runs."""
+    import inspect
+    import typing
+
+    from typer.models import OptionInfo
+
+    unbounded = []
+    for info in app.registered_commands:
+        fn = inspect.unwrap(info.callback)
+        for name, hint in typing.get_type_hints(fn, include_extras=True).items():
+            if typing.get_origin(hint) is not typing.Annotated:
+                continue
+            base, *meta = typing.get_args(hint)
+            opt = next((m for m in meta if isinstance(m, OptionInfo)), None)
+            if opt is not None and _numeric(base) and opt.min is None and opt.max is None:
+                unbounded.append(f"{info.name or fn.__name__}: {name}")
+    assert not unbounded, unbounded
+
+
+@pytest.mark.parametrize("args", [
+    ["sweep", "tiny_pvt", "--vary", "merging.type=conv,spm", "--dry-run", "--jobs", "0"],
+    ["sweep", "tiny_pvt", "--vary", "merging.type=conv,spm", "--dry-run", "--seeds", "-1"],
+    ["visualize", "erf", "--blueprint", "tiny_pvt", "--samples", "0"],
+    ["visualize", "attention", "--blueprint", "tiny_pvt", "--query", "2", "0.5"],
+    ["export", "tiny_pvt", "-o", "m.onnx", "--input-size", "0", "32"],
+    ["export", "tiny_pvt", "-o", "m.onnx", "--atol", "-1"],
+    ["train", "--blueprint", "tiny_pvt", "--data", "d", "--output", "r", "--seed", "-3"],
+])
+def test_new_commands_refuse_out_of_range_numbers(args: list[str], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert_user_error(runner.invoke(app, args))
+    assert not list(tmp_path.iterdir())  # nothing written

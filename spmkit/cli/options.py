@@ -36,7 +36,7 @@ DevicesAlias = Annotated[Optional[str], typer.Option("--devices", hidden=True, h
 JsonOption = Annotated[bool, typer.Option("--json", metavar="", help="Print machine-readable JSON instead of a table.")]
 AmpOption = Annotated[
     Optional[str], typer.Option("--amp", metavar="bf16|fp16|none", help="Autocast dtype: bf16, fp16 or none (fp32).")]
-SeedOption = Annotated[Optional[int], typer.Option("--seed", help="Random seed (data order, augmentation, init).")]
+SeedOption = Annotated[Optional[int], typer.Option("--seed", min=0, max=2**32 - 1, help="Random seed (data order, augmentation, init).")]
 BlueprintArg = Annotated[str, typer.Argument(help="Blueprint YAML path or builtin name (e.g. swin_t).")]
 
 #: kept for code written against the old name (a blueprint override)

@@ -24,13 +24,13 @@ def export(
     dynamic_batch: Annotated[
         bool, typer.Option("--dynamic-batch", help="Any batch size (checked at another one).")] = False,
     input_size: Annotated[
-        Optional[tuple[int, int]], typer.Option("--input-size", help="H W (default: the blueprint's img_size).")
+        Optional[tuple[int, int]], typer.Option("--input-size", min=1, max=4096, help="H W (default: the blueprint's img_size).")
     ] = None,
-    opset: Annotated[Optional[int], typer.Option("--opset", help="ONNX opset (default: the exporter's).")] = None,
+    opset: Annotated[Optional[int], typer.Option("--opset", min=7, max=100, help="ONNX opset (default: the exporter's).")] = None,
     dynamo: Annotated[bool, typer.Option(
         "--dynamo/--no-dynamo", help="ONNX exporter: torch.export-based (default) or TorchScript (faster, fewer ops).")
     ] = True,
-    atol: Annotated[float, typer.Option("--atol", help="Largest allowed absolute difference from eager.")] = 1e-4,
+    atol: Annotated[float, typer.Option("--atol", min=0.0, help="Largest allowed absolute difference from eager.")] = 1e-4,
     set_: SetOption = None,
 ) -> None:
     """Export SOURCE to OUTPUT, run the file on a random input and print its largest difference from eager."""

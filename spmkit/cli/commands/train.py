@@ -27,7 +27,7 @@ def train(
     recipe: Annotated[Optional[Path], typer.Option("--recipe", help="recipe YAML (fields of the task's recipe)")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="shortcut for --set epochs=N")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="images per process per step")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="absolute lr (default: 5e-4 x global batch / 512)")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", min=0.0, max=1e3, help="absolute lr (default: 5e-4 x global batch / 512)")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="data-loader workers per process")] = None,
     init: Annotated[Optional[str], typer.Option("--init", help="start from these weights (spmkit, timm or an official release's checkpoint; converted)")] = None,
     detector: Annotated[Optional[str], typer.Option("--detector", help="--task detection: mask_rcnn or retinanet (shortcut for --set detector=...)")] = None,

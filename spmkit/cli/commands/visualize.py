@@ -33,12 +33,12 @@ def visualize(
     set_: ModelSetOption = None,
     device: DeviceOption = None,
     devices: DevicesAlias = None,
-    size: Annotated[Optional[int], typer.Option("--size", help="input size (default: the model's img_size)")] = None,
-    samples: Annotated[int, typer.Option("--samples", help="erf: random inputs averaged without IMAGE")] = 2,
-    stage: Annotated[Optional[int], typer.Option("--stage", help="attention/slots/offsets: stage, 1-based")] = None,
+    size: Annotated[Optional[int], typer.Option("--size", min=8, max=4096, help="input size (default: the model's img_size)")] = None,
+    samples: Annotated[int, typer.Option("--samples", min=1, max=1000, help="erf: random inputs averaged without IMAGE")] = 2,
+    stage: Annotated[Optional[int], typer.Option("--stage", min=1, max=16, help="attention/slots/offsets: stage, 1-based")] = None,
     block: Annotated[Optional[str], typer.Option("--block", help="attention/slots: block of the stage, 1-based, "
                                                                 "or 'merging' (GLE)")] = None,
-    query: Annotated[tuple[float, float], typer.Option("--query", help="attention/offsets: query point Y X as "
+    query: Annotated[tuple[float, float], typer.Option("--query", min=0.0, max=1.0, help="attention/offsets: query point Y X as "
                                                                       "fractions of the image (0..1)")] = (0.5, 0.5),
     seed: SeedOption = None,
     json_: JsonOption = False,
