@@ -182,7 +182,7 @@ def test_cli_erf_compare_json_and_missing_kind(tmp_path: Path) -> None:
     res = runner.invoke(app, ["visualize", "attention", "--blueprint", "tiny_pvt_spm", "--stage", "2", "--block",
                               "7", "-o", str(tmp_path / "a.png")])
     assert res.exit_code == 2 and "stage 2 merging (merging spm / GuidedLocalEnhancement)" in res.output
-    for bad, expect in ((["viz"], "unknown visualize kind 'viz'"), (["erf", "--query", "2", "0.5"], "fractions")):
+    for bad, expect in ((["viz"], "unknown visualize kind 'viz'"), (["erf", "--query", "2", "0.5"], "--query")):
         res = runner.invoke(app, ["visualize", *bad, "--blueprint", "tiny_swin", "-o", str(tmp_path / "b.png")])
         assert res.exit_code == 2 and expect in res.output and "Traceback" not in res.output
 
