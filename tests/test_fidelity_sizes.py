@@ -64,7 +64,8 @@ def test_reproductions_floor_as_released() -> None:
     for name in ("glnet_stl", "pvt_tiny", "pvt_small"):
         bp = load_blueprint(name).model_dump()
         assert bp["stem"]["odd_size"] == "floor" and bp["merging"]["odd_size"] == "floor", name
-    assert load_blueprint("pvt_tiny_conv").model_dump()["merging"].get("odd_size", "pad") == "pad"  # ablation set pads
+    # the ablation's baseline is PVT v1 itself (and the shipped merging sweep's conv variant): it floors too
+    assert load_blueprint("pvt_tiny_conv").model_dump()["merging"]["odd_size"] == "floor"
     assert load_blueprint("swin_t_spm").model_dump()["stem"].get("odd_size", "pad") == "pad"
     model = spmkit.create_model("pvt_tiny", overrides=["img_size=64"]).eval()
     with torch.no_grad():
