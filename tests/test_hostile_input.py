@@ -191,11 +191,12 @@ def test_missing_gpus_are_reported_before_launching(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     base = ["train", "--blueprint", "tiny_pvt", "--data", str(tmp_path), "--output", str(tmp_path / "run")]
     assert_user_error(runner.invoke(app, [*base, "--gpus", "8"]), "8 GPU processes", "2 visible")
+    assert_user_error(runner.invoke(app, [*base, "--device", "cuda:2"]), "2 visible GPUs (cuda:0 to cuda:1)")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     assert_user_error(runner.invoke(app, [*base, "--devices", "cuda"]), "no CUDA GPU")
     assert_user_error(runner.invoke(app, [*base, "--gpus", "2"]), "no CUDA GPU")
-    assert_user_error(runner.invoke(app, [*base, "--devices", "tpu"]), "choose auto, cpu or cuda")
+    assert_user_error(runner.invoke(app, [*base, "--devices", "tpu"]), "choose auto, cpu, cuda or cuda:N")
     assert_user_error(runner.invoke(app, [*base, "--nproc", "0"]))
     assert_user_error(runner.invoke(app, [*base, "--devices", "cpu", "--nproc", "100000"]), "CPU processes")
     assert_user_error(runner.invoke(app, ["eval", "--data", str(tmp_path), "-b", "tiny_pvt", "--devices", "cuda"]),

@@ -11,14 +11,17 @@ class DeviceError(SpmkitError):
     """A device that does not exist here, or more processes than the machine has devices (or CPUs) for."""
 
 
-def check_devices(devices: str, processes: int = 1, option: str = "--devices") -> str:
-    """``"cpu"`` or ``"cuda"`` for ``devices`` (``auto``, ``cpu`` or ``cuda``) running ``processes``
-    processes on this node, one GPU each; ``DeviceError`` when this machine cannot."""
+def check_devices(devices: str, processes: int = 1, option: str = "--device") -> str:
+    """``"cpu"`` or ``"cuda"`` for ``devices`` (``auto``, ``cpu``, ``cuda`` or ``cuda:N``) running
+    ``processes`` processes on this node, one GPU each; ``DeviceError`` when this machine cannot."""
     import torch
 
     name = devices.strip().lower()
+    index = None
+    if name.startswith("cuda:") and name[5:].isdigit() and len(name) <= 12:
+        name, index = "cuda", int(name[5:])
     if name not in ("auto", "cpu", "cuda"):
-        raise DeviceError(f"{option} {shorten(devices, 60, quote=False)}: choose auto, cpu or cuda.")
+        raise DeviceError(f"{option} {shorten(devices, 60, quote=False)}: choose auto, cpu, cuda or cuda:N.")
     if processes < 1:
         raise DeviceError(f"the number of processes must be at least 1, got {processes}.")
     if name == "auto":
@@ -28,7 +31,10 @@ def check_devices(devices: str, processes: int = 1, option: str = "--devices") -
         if count == 0:
             visible = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
             raise DeviceError(f"{option} asks for CUDA, but no CUDA GPU is visible to PyTorch here (torch "
-                              f"{torch.__version__}, CUDA_VISIBLE_DEVICES={visible}); use --devices cpu.")
+                              f"{torch.__version__}, CUDA_VISIBLE_DEVICES={visible}); use --device cpu.")
+        if index is not None and index >= count:
+            raise DeviceError(f"{option} {devices}: this machine has {count} visible GPU{'s' if count != 1 else ''} "
+                              f"(cuda:0 to cuda:{count - 1}).")
         if processes > count:
             raise DeviceError(f"{processes} GPU processes were asked for, but this machine has {count} visible "
                               f"GPU{'s' if count != 1 else ''}; use --gpus {count} or fewer.")
@@ -39,3 +45,13 @@ def check_devices(devices: str, processes: int = 1, option: str = "--devices") -
             raise DeviceError(f"{processes} CPU processes were asked for, but this machine has {cpus} CPU "
                               f"core{'s' if cpus != 1 else ''}; use --nproc {limit} or fewer.")
     return name
+
+
+def resolve_device(device: str, option: str = "--device") -> "torch.device":
+    """The ``torch.device`` one process runs on: ``auto`` -> CUDA when available, else CPU; checked as
+    :func:`check_devices` does."""
+    import torch
+
+    kind = check_devices(device, 1, option)
+    name = device.strip().lower()
+    return torch.device(name if name.startswith("cuda:") else kind)

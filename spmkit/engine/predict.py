@@ -37,19 +37,6 @@ class PredictResult:
     outputs: list[Path] = field(default_factory=list)
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; a clear error for CUDA on a machine without one."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise SpmkitError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SpmkitError(f"--device {device}: no CUDA GPU is visible to PyTorch; use --device cpu.")
-    return dev
-
-
 def load_run(checkpoint: str | Path, overrides: list[str] | None = None, device: str = "auto") -> LoadedRun:
     """Rebuild a run's model from its checkpoint (any task) with its weights, in eval mode."""
     import spmkit.tasks  # noqa: F401  (registers the tasks)
@@ -70,6 +57,8 @@ def load_run(checkpoint: str | Path, overrides: list[str] | None = None, device:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as e:
         raise CheckpointError(f"{checkpoint}: weights do not fit the model: {str(e).splitlines()[0]}") from None
+    from spmkit.engine.devices import resolve_device
+
     dev = resolve_device(device)
     model.to(dev).eval()
     return LoadedRun(task_name, task, model, list(info.get("classes", [])), dev)

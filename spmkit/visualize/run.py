@@ -23,18 +23,6 @@ class Result:
     notes: list[str] = field(default_factory=list)  # what the user should know (e.g. random inputs)
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise SpmkitError(f"--device {name!r} is not a device; use auto, cpu or cuda.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SpmkitError(f"--device {name} asked for, but this machine has no CUDA device; use --device cpu.")
-    return dev
-
-
 def make_inputs(kind_random: bool, images: Sequence[str | Path], size: int, samples: int, seed: int,
                 model: torch.nn.Module) -> tuple[Inputs, list[str]]:
     """Image files, else random tensors (kinds that average over inputs) or the built-in image."""
@@ -81,7 +69,9 @@ def visualize(
     if not all(0.0 <= q <= 1.0 for q in opts.query):
         raise SpmkitError(f"--query Y X takes fractions of the image height and width in 0..1 (0.5 0.5 is the "
                           f"centre); got {opts.query[0]:g} {opts.query[1]:g}.")
-    dev = _device(device)
+    from spmkit.engine.devices import resolve_device
+
+    dev = resolve_device(device)
     main: LoadedModel = (from_blueprint(blueprint, overrides, opts.seed) if blueprint is not None
                          else from_checkpoint(checkpoint))  # type: ignore[arg-type]
     k = require_kind(kind, main.model, main.label)
