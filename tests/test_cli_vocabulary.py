@@ -144,3 +144,11 @@ def test_a_variant_says_what_it_changes_against_its_reference(tmp_path: Path) ->
     assert not same.is_variant and describe(same) == "parameters equal to pvt_tiny's reference count: 13,229,288."
     res = runner.invoke(app, ["build", str(variant)])
     assert res.exit_code == 0 and "DIFFERENT" not in res.output and "variant of pvt_tiny" in res.output
+
+
+def test_no_flag_shows_a_value_placeholder() -> None:
+    """A flag takes no value, so no command's help shows one (`--json <bool>`, `--dry-run <bool>`, ...)."""
+    for name in _commands():
+        res = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "200"})
+        assert res.exit_code == 0, res.output
+        assert "<bool>" not in res.output and "BOOLEAN" not in res.output, (name, res.output)

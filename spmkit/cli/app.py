@@ -43,7 +43,32 @@ def _register_commands() -> None:
             module.register(app)
 
 
+class _Command(typer.core.TyperCommand):
+    """Flags (bool options, ``--help`` too) show no ``<bool>`` placeholder in ``--help``: they take no value."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if getattr(param, "is_flag", False) and not param.metavar:
+                param.metavar = ""
+
+    def get_params(self, ctx):  # the --help option is made here, after __init__
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and not param.metavar:
+                param.metavar = ""
+        return params
+
+
+def _flags_take_no_value() -> None:
+    """Every registered command renders its flags without a placeholder, so one added later needs nothing."""
+    for command in app.registered_commands:
+        if command.cls is None or command.cls is typer.core.TyperCommand:
+            command.cls = _Command
+
+
 _register_commands()
+_flags_take_no_value()
 
 
 def main() -> None:
