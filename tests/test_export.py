@@ -1,10 +1,9 @@
 """``spmkit export`` and the exporters: every tiny blueprint through ONNX (TorchScript exporter; the dynamo
-exporter on window attention, and on every tiny blueprint with SPMKIT_TEST_ALL_EXPORTS=1) and
+exporter on window attention, and on every tiny blueprint: 3-8 s each on 2 cores) and
 ``torch.export``, each file re-run against eager PyTorch at another batch size."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
@@ -24,7 +23,6 @@ runner = CliRunner()
 DIFF_LINE = re.compile(r"max abs difference vs eager PyTorch: (\S+) \(")
 #: blueprints with LIT's deformable token merging: torchvision::deform_conv2d has no TorchScript-ONNX symbolic
 DEFORM = {"tiny_lit", "tiny_pvt_ablations"}
-ALL_EXPORTS = os.environ.get("SPMKIT_TEST_ALL_EXPORTS") == "1"
 
 
 @pytest.mark.parametrize("path", tiny_blueprint_files(), ids=lambda p: p.stem)
@@ -42,9 +40,6 @@ def test_torchscript_onnx_export_matches_eager_at_another_batch(path: Path, tmp_
 
 @pytest.mark.parametrize("path", tiny_blueprint_files(), ids=lambda p: p.stem)
 def test_dynamo_onnx_export_matches_eager_at_another_batch(path: Path, tmp_path: Path) -> None:
-    if not ALL_EXPORTS:
-        pytest.skip("the dynamo ONNX exporter takes 20-50 s per tiny model on 2 cores; "
-                    "SPMKIT_TEST_ALL_EXPORTS=1 runs it (test_dynamo_onnx_window_block runs by default)")
     r = export_model(str(path), tmp_path / "m.onnx", fmt="onnx", dynamo=True, dynamic_batch=True)
     assert r.max_abs_diff is not None and r.max_abs_diff < 1e-4
 
