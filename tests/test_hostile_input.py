@@ -328,3 +328,15 @@ def test_new_commands_refuse_out_of_range_numbers(args: list[str], tmp_path: Pat
     monkeypatch.chdir(tmp_path)
     assert_user_error(runner.invoke(app, args))
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_sweep_files_are_read_within_the_yaml_bounds(tmp_path: Path) -> None:
+    """Sweep files go through the same bounded reader as blueprints and recipes."""
+    rows = ["a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    for name, prev in zip("bcdef", "abcde"):
+        rows.append(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(rows) + "\nbase: tiny_pvt\naxes: {merging.type: [conv]}\n")
+    t0 = time.perf_counter()
+    assert_user_error(runner.invoke(app, ["sweep", str(bomb), "--dry-run"]), "bomb.yaml", "expands")
+    assert time.perf_counter() - t0 < 10

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from spmkit.blueprint.schema import Blueprint
+from spmkit.errors import SpmkitError
+from spmkit.safe_yaml import read_yaml_file
 
 _IGNORED = ("name", "description", "reference")
 
@@ -68,8 +68,8 @@ def reference_file(source: str | Path) -> Path | None:
     while path is not None and path.is_file() and path.resolve() not in seen:
         seen.add(path.resolve())
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError):
+            data = read_yaml_file(path) or {}  # bounded, as every YAML the project reads
+        except SpmkitError:
             return None
         if not isinstance(data, dict):
             return None

@@ -68,17 +68,6 @@ class SweepSpec(BaseModel):
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
 
-def is_sweep_file(path: Path) -> bool:
-    """A YAML mapping with a top-level ``base`` key (blueprints use ``extends``)."""
-    if path.suffix not in (".yaml", ".yml") or not path.is_file():
-        return False
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, OSError):
-        return False
-    return isinstance(data, dict) and "base" in data
-
-
 def sweeps_dir() -> Path:
     from spmkit.blueprint.loader import builtin_dir
 
@@ -94,16 +83,24 @@ def find_sweep_file(src: str) -> Path | None:
     """``src`` as a sweep file: an existing sweep YAML path or a builtin sweep name; else ``None``."""
     path = Path(src)
     if path.is_file():
-        return path if is_sweep_file(path) else None
+        if path.suffix not in (".yaml", ".yml"):
+            return None
+        from spmkit.safe_yaml import read_yaml_file
+
+        data = read_yaml_file(path)  # a file that cannot be read is an error naming it, whatever it holds
+        return path if isinstance(data, dict) and "base" in data else None
     return list_sweeps().get(src)
 
 
 def load_sweep_file(path: Path) -> SweepSpec:
     """Read and validate a sweep file; ``base`` and ``recipe`` paths become relative to the file."""
+    from spmkit.errors import SpmkitError
+    from spmkit.safe_yaml import read_yaml_file
+
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise SweepError(f"{path}: not valid YAML: {err}") from None
+        data = read_yaml_file(path)  # bounded: size, depth, alias expansion, UTF-8
+    except SpmkitError as err:
+        raise SweepError(str(err)) from None
     if not isinstance(data, dict):
         raise SweepError(f"{path}: a sweep file must be a YAML mapping with base and axes.")
     try:

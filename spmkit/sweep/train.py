@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
+from spmkit.safe_yaml import read_yaml_file
+
 
 #: keys of a metrics.jsonl row that are not evaluation metrics
 _ENGINE_KEYS = {"epoch", "step", "lr", "images_per_s", "epoch_time_s"}
@@ -86,7 +87,7 @@ def finished_metrics(folder: str | Path) -> dict[str, Any] | None:
     rows, recipe = _rows(folder), folder / "recipe.yaml"
     if not rows or not recipe.is_file():
         return None
-    epochs = (yaml.safe_load(recipe.read_text()) or {}).get("epochs")
+    epochs = (read_yaml_file(recipe) or {}).get("epochs")  # the recipe spmkit train wrote
     last = rows[-1]
     if epochs is None or last.get("epoch") != epochs:
         return None
