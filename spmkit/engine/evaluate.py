@@ -8,15 +8,16 @@ from typing import Any
 
 import torch
 
-from spmkit.engine.checkpoint import load_checkpoint
+from spmkit.engine.devices import resolve_device
 from spmkit.engine.distributed import DistContext
 from spmkit.convert.load import load_weights
 from spmkit.engine.recipe import load_recipe
+from spmkit.engine.run_model import load_run_model
 from spmkit.engine.sampler import ShardSampler
 from spmkit.engine.worker_errors import SafeLoader
-from spmkit.errors import CheckpointError, SpmkitError
+from spmkit.errors import SpmkitError
 from spmkit.registry import TASKS
-from spmkit.tasks.base import ModelSpec, Task
+from spmkit.tasks.base import ModelSpec
 
 import spmkit.tasks  # noqa: F401  (registers the tasks)
 
@@ -33,30 +34,17 @@ def evaluate(*, data: str | Path, checkpoint: str | Path | None = None, model: M
     """
     if (checkpoint is None) == (model is None):
         raise SpmkitError("give either --checkpoint or --blueprint (with --weights), not both or neither.")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = resolve_device(device)
     extra = list(overrides or [])
     if batch_size is not None:
         extra.append(f"batch_size={batch_size}")
     if workers is not None:
         extra.append(f"workers={workers}")
     if checkpoint is not None:
-        ckpt = load_checkpoint(checkpoint)
-        task_name = ckpt.get("task", "classification")
-        task_cls: type[Task] = TASKS.get(task_name)
-        recipe = load_recipe(task_cls.recipe_class, None, extra, base=ckpt["recipe"])
-        t = task_cls(recipe)
-        info = t.eval_data_info(Path(data), ckpt["data_info"])
-        spec = ModelSpec(ckpt["model_spec"]["blueprint"], tuple(ckpt["model_spec"]["overrides"]),
-                         resolved=ckpt.get("blueprint"))
-        net = t.build_model(spec, info)
-        sd = ckpt["ema"] if use_ema else ckpt["model"]
-        if sd is None:
-            raise CheckpointError(f"{checkpoint} has no EMA weights (the run had ema: false).")
-        try:
-            net.load_state_dict(sd)
-        except RuntimeError as e:
-            raise CheckpointError(f"{checkpoint}: weights do not fit the model: {str(e).splitlines()[0]}") from None
+        run = load_run_model(checkpoint, extra, use_ema=use_ema,
+                             info=lambda task, stored: task.eval_data_info(Path(data), stored))
+        t, net, info = run.task, run.model, run.info
+        recipe = t.recipe
     else:
         task_cls = TASKS.get(task or "classification")
         recipe = load_recipe(task_cls.recipe_class, None, extra)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from spmkit.errors import CheckpointError, DataError, SpmkitError
+from spmkit.errors import DataError, SpmkitError
 
 
 @dataclass
@@ -39,29 +39,13 @@ class PredictResult:
 
 def load_run(checkpoint: str | Path, overrides: list[str] | None = None, device: str = "auto") -> LoadedRun:
     """Rebuild a run's model from its checkpoint (any task) with its weights, in eval mode."""
-    import spmkit.tasks  # noqa: F401  (registers the tasks)
-    from spmkit.engine.checkpoint import load_checkpoint
-    from spmkit.engine.recipe import load_recipe
-    from spmkit.registry import TASKS
-    from spmkit.tasks.base import ModelSpec
-
-    ckpt = load_checkpoint(checkpoint)
-    task_name = ckpt.get("task", "classification")
-    task_cls = TASKS.get(task_name)
-    task = task_cls(load_recipe(task_cls.recipe_class, None, list(overrides or []), base=ckpt["recipe"]))
-    info = ckpt["data_info"]
-    spec = ModelSpec(ckpt["model_spec"]["blueprint"], tuple(ckpt["model_spec"]["overrides"]),
-                     resolved=ckpt.get("blueprint"))
-    model = task.build_model(spec, info)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"{checkpoint}: weights do not fit the model: {str(e).splitlines()[0]}") from None
     from spmkit.engine.devices import resolve_device
+    from spmkit.engine.run_model import load_run_model
 
     dev = resolve_device(device)
-    model.to(dev).eval()
-    return LoadedRun(task_name, task, model, list(info.get("classes", [])), dev)
+    run = load_run_model(checkpoint, list(overrides or []))
+    run.model.to(dev).eval()
+    return LoadedRun(run.task_name, run.task, run.model, list(run.info.get("classes", [])), dev)
 
 
 def image_files(path: str | Path) -> list[Path]:

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from torch import nn
 
-from spmkit.errors import CheckpointError, SpmkitError
+from spmkit.errors import SpmkitError
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
@@ -48,27 +48,16 @@ def load_source(source: str | Path, overrides: Sequence[str] = ()) -> ExportSour
 
 
 def _from_checkpoint(path: Path, overrides: Sequence[str]) -> tuple[nn.Module, str]:
-    import spmkit.tasks  # noqa: F401  (registers the tasks)
-    from spmkit.engine.checkpoint import load_checkpoint
-    from spmkit.engine.recipe import load_recipe
-    from spmkit.registry import TASKS
-    from spmkit.tasks.base import ModelSpec
+    from spmkit.engine.run_model import load_run_model
 
-    ckpt = load_checkpoint(path)
-    task_name = ckpt.get("task", "classification")
-    if task_name != "classification":
-        raise SpmkitError(f"{path} is a {task_name!r} run; spmkit export writes classification models and "
-                          f"backbones. Export the backbone's blueprint instead.")
     if overrides:
-        raise SpmkitError("--set applies to blueprints; a checkpoint's model is fixed by its run.")
-    task_cls = TASKS.get(task_name)
-    task = task_cls(load_recipe(task_cls.recipe_class, None, [], base=ckpt["recipe"]))
-    spec = ModelSpec(ckpt["model_spec"]["blueprint"], tuple(ckpt["model_spec"]["overrides"]),
-                     resolved=ckpt.get("blueprint"))
-    model = task.build_model(spec, ckpt["data_info"])
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit the model: {str(e).splitlines()[0]}") from None
+        raise SpmkitError("--model-set applies to blueprints; a checkpoint's model is fixed by its run.")
+
+    def classification_only(task_name: str, _spec: object) -> None:
+        if task_name != "classification":
+            raise SpmkitError(f"{path} is a {task_name!r} run; spmkit export writes classification models and "
+                              f"backbones. Export the backbone's blueprint instead.")
+
+    model = load_run_model(path, check=classification_only).model
     name = getattr(getattr(model, "blueprint", None), "name", None) or path.stem
     return model, name

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spmkit.errors import CheckpointError, SpmkitError
+from spmkit.errors import SpmkitError
 
 
 @dataclass
@@ -41,27 +41,13 @@ def from_blueprint(name: str, overrides: Sequence[str] = (), seed: int = 0) -> L
 
 def from_checkpoint(path: str | Path, use_ema: bool = False) -> LoadedModel:
     """The backbone of an spmkit run checkpoint (classification, detection or segmentation)."""
-    import spmkit.tasks  # noqa: F401  (registers the tasks)
-    from spmkit.engine.checkpoint import load_checkpoint
-    from spmkit.engine.recipe import load_recipe
-    from spmkit.registry import TASKS
-    from spmkit.tasks.base import ModelSpec
+    from spmkit.engine.run_model import load_run_model
 
-    ckpt = load_checkpoint(path)
-    task_cls = TASKS.get(ckpt.get("task", "classification"))
-    task = task_cls(load_recipe(task_cls.recipe_class, None, [], base=ckpt["recipe"]))
-    spec = ModelSpec(ckpt["model_spec"]["blueprint"], tuple(ckpt["model_spec"]["overrides"]),
-                     resolved=ckpt.get("blueprint"))
-    if spec.blueprint.startswith("timm:") and spec.resolved is None:
-        raise SpmkitError(f"{path} holds a timm model ({spec.blueprint}); visualize draws spmkit backbones.")
-    model = task.build_model(spec, ckpt["data_info"])
-    sd = ckpt.get("ema") if use_ema else ckpt["model"]
-    if sd is None:
-        raise CheckpointError(f"{path} has no EMA weights (the run had ema: false).")
-    try:
-        model.load_state_dict(sd)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit the model: {str(e).splitlines()[0]}") from None
+    def spmkit_backbones_only(_task_name: str, spec) -> None:
+        if spec.blueprint.startswith("timm:") and spec.resolved is None:
+            raise SpmkitError(f"{path} holds a timm model ({spec.blueprint}); visualize draws spmkit backbones.")
+
+    model = load_run_model(path, use_ema=use_ema, check=spmkit_backbones_only).model
     path = Path(path)
     label = f"{path.parent.name}/{path.name}" if path.parent.name else path.name  # RUN/best.pt
     return LoadedModel(label, find_backbone(model).eval())
