@@ -13,17 +13,10 @@ from typing import Collection, Sequence
 
 import torch
 
-from spmkit.convert.base import RELATIVE_POSITION_INDEX, Converter, Rule, shift_stage
+from spmkit.convert.base import RELATIVE_POSITION_INDEX, Converter, Rule
 from spmkit.convert.pvt_v1 import PVT_V1_RULES
+from spmkit.convert.swin import SWIN_RULES  # LIT-S/M/B are built on Swin's model file
 from spmkit.registry import CONVERTERS
-
-SMB_RULES: list[Rule] = [
-    (r"^patch_embed\.", "stem."),
-    (r"^layers\.(\d+)\.downsample\.", shift_stage(1, "stages.{}.downsample.")),
-    (r"^layers\.", "stages."),
-    (r"^head\.(weight|bias)$", r"head.fc.\1"),
-]
-
 
 @CONVERTERS.register("lit")
 class LIT(Converter):
@@ -35,4 +28,4 @@ class LIT(Converter):
         return "patch_embed2.dconv.weight" in keys or "layers.0.downsample.dconv.weight" in keys
 
     def rules(self, state_dict: dict[str, torch.Tensor]) -> Sequence[Rule]:
-        return PVT_V1_RULES if "patch_embed1.proj.weight" in state_dict else SMB_RULES
+        return PVT_V1_RULES if "patch_embed1.proj.weight" in state_dict else SWIN_RULES

@@ -13,7 +13,8 @@ import torch
 from spmkit.convert.base import RELATIVE_POSITION_INDEX, SWIN_ATTN_MASK, Converter, Rule, shift_stage
 from spmkit.registry import CONVERTERS
 
-RULES: list[Rule] = [
+#: shared with the releases built on Swin's model file (LIT-S/M/B)
+SWIN_RULES: list[Rule] = [
     (r"^patch_embed\.", "stem."),
     (r"^layers\.(\d+)\.downsample\.", shift_stage(1, "stages.{}.downsample.")),
     (r"^layers\.", "stages."),
@@ -33,4 +34,4 @@ class Swin(Converter):
         return swin_like and not timm_layout and not any(".dconv." in k for k in keys)
 
     def rules(self, state_dict: dict[str, torch.Tensor]) -> Sequence[Rule]:
-        return RULES
+        return SWIN_RULES

@@ -65,6 +65,15 @@ def check_coco(data: Any, ann_file: str | Path) -> CocoReport:
     def bad(msg: str) -> None:
         problems.append(msg)
 
+    def unique_id(seen: set[int], value: Any, what: str, where: str) -> None:
+        """Record ``value`` as an id of ``what`` (image, category, annotation): an integer, listed once."""
+        if not _is_int(value):
+            bad(f"{where} has id {_short(value)} (expected an integer)")
+        elif value in seen:
+            bad(f"{what} id {value} is listed twice ({where})")
+        else:
+            seen.add(value)
+
     sections = {}
     for key in ("images", "annotations", "categories"):
         value = data.get(key, [] if key == "annotations" else None)
@@ -75,12 +84,7 @@ def check_coco(data: Any, ann_file: str | Path) -> CocoReport:
     image_ids: set[int] = set()
     for k, im in enumerate(sections["images"]):
         iid = im.get("id")
-        if not _is_int(iid):
-            bad(f"images[{k}] has id {_short(iid)} (expected an integer)")
-        elif iid in image_ids:
-            bad(f"image id {iid} is listed twice (images[{k}])")
-        else:
-            image_ids.add(iid)
+        unique_id(image_ids, iid, "image", f"images[{k}]")
         if not isinstance(im.get("file_name"), str) or not im.get("file_name"):
             bad(f"image id {_short(iid)} has no file_name")
         if not all(_is_int(im.get(k)) and im[k] > 0 for k in ("height", "width")):
@@ -90,24 +94,14 @@ def check_coco(data: Any, ann_file: str | Path) -> CocoReport:
     cat_ids: set[int] = set()
     for k, cat in enumerate(sections["categories"]):
         cid = cat.get("id")
-        if not _is_int(cid):
-            bad(f"categories[{k}] has id {_short(cid)} (expected an integer)")
-        elif cid in cat_ids:
-            bad(f"category id {cid} is listed twice (categories[{k}])")
-        else:
-            cat_ids.add(cid)
+        unique_id(cat_ids, cid, "category", f"categories[{k}]")
 
     report = CocoReport()
     ann_ids: set[int] = set()
     for k, ann in enumerate(sections["annotations"]):
         aid = ann.get("id")
         name = f"annotation id {aid}" if _is_int(aid) else f"annotations[{k}]"
-        if not _is_int(aid):
-            bad(f"annotations[{k}] has id {_short(aid)} (expected an integer)")
-        elif aid in ann_ids:
-            bad(f"annotation id {aid} is listed twice")
-        else:
-            ann_ids.add(aid)
+        unique_id(ann_ids, aid, "annotation", f"annotations[{k}]")
         if ann.get("image_id") not in image_ids or not _is_int(ann.get("image_id")):
             bad(f"{name} refers to image_id {_short(ann.get('image_id'))}, which is not in 'images'")
         if ann.get("category_id") not in cat_ids or not _is_int(ann.get("category_id")):
