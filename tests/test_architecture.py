@@ -120,11 +120,12 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def layer_of(module: str) -> int:
-    """Index in ``LAYERS`` of the longest listed prefix of ``module``."""
+    """Index in ``LAYERS`` of the longest listed prefix of ``module``; -1 when none."""
     best, best_len = -1, -1
     for i, names in enumerate(LAYERS):
         for n in names:
-            if (module == n or module.startswith(n + ".")) and len(n) > best_len:
+            # "spmkit" (the package's __init__) names itself only, not every module below it
+            if (module == n or (n != "spmkit" and module.startswith(n + "."))) and len(n) > best_len:
                 best, best_len = i, len(n)
     return best
 
