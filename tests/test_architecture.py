@@ -1,8 +1,8 @@
 """The import graph of ``spmkit/``: no cycles, and no import from a lower layer to a higher one.
 
 Modules are nodes; every ``import`` / ``from ... import`` in a module is an edge, at any depth (imports
-inside functions count: a lazy import is still a dependency). Imports under ``if TYPE_CHECKING:`` are type
-hints only and do not count. ``from pkg import name`` is an edge to ``pkg.name`` when that is a module,
+inside functions count: a lazy import is still a dependency; so do imports under ``if TYPE_CHECKING:``, a
+type hint from a higher layer is a dependency too). ``from pkg import name`` is an edge to ``pkg.name`` when that is a module,
 else to ``pkg``.
 """
 
@@ -44,15 +44,6 @@ def module_names(package: Path = PACKAGE) -> dict[str, Path]:
     return out
 
 
-def _type_checking_nodes(tree: ast.AST) -> set[int]:
-    skip: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for stmt in node.body:
-                skip.update(id(n) for n in ast.walk(stmt))
-    return skip
-
-
 def _owner(name: str, modules: dict[str, Path]) -> str | None:
     while name and name not in modules:
         name = name.rpartition(".")[0]
@@ -65,12 +56,9 @@ def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         tree = ast.parse(path.read_text(), filename=str(path))
-        skip = _type_checking_nodes(tree)
         is_pkg = path.name == "__init__.py"
         edges: set[str] = set()
         for node in ast.walk(tree):
-            if id(node) in skip:
-                continue
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -135,7 +123,7 @@ def uphill_imports(graph: dict[str, set[str]]) -> list[str]:
                   for a, targets in graph.items() for b in targets if layer_of(b) > layer_of(a))
 
 
-def test_graph_sees_lazy_imports_and_skips_type_hints(tmp_path):
+def test_graph_sees_lazy_imports_and_type_hints(tmp_path):
     pkg = tmp_path / "spmkit"
     (pkg / "low").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
@@ -146,9 +134,9 @@ def test_graph_sees_lazy_imports_and_skips_type_hints(tmp_path):
     (pkg / "low" / "b.py").write_text("import spmkit.low.a as a\n")
     (pkg / "high.py").write_text("from spmkit.low.a import f\n")
     graph = import_graph(pkg)
-    assert graph["spmkit.low.a"] == {"spmkit.low.b"}
+    assert graph["spmkit.low.a"] == {"spmkit.low.b", "spmkit.high"}
     assert graph["spmkit.low.b"] == {"spmkit.low.a"}
-    assert find_cycle(graph) == ["spmkit.low.a", "spmkit.low.b", "spmkit.low.a"]
+    assert find_cycle(graph) == ["spmkit.high", "spmkit.low.a", "spmkit.high"]
     assert find_cycle({"x": {"y"}, "y": set()}) is None
 
 
@@ -170,3 +158,11 @@ def test_no_import_goes_uphill():
 @pytest.mark.parametrize("module", ["spmkit.train.loop", "spmkit.infer.predict", "spmkit.convert.load"])
 def test_graph_is_not_empty(module):
     assert import_graph()[module], f"{module} imports nothing from spmkit? the graph builder is broken"
+
+
+def test_layers_order_the_packages():
+    assert layer_of("spmkit.io.safe_yaml") < layer_of("spmkit.builder") < layer_of("spmkit.convert.load") \
+        < layer_of("spmkit.tasks.base") < layer_of("spmkit.train.loop") < layer_of("spmkit.cli.app")
+    assert layer_of("spmkit.overrides_somewhere_new") == -1  # the root package's layer is the root only
+    assert uphill_imports({"spmkit.tasks.base": {"spmkit.train.loop"}, "spmkit.train.loop": {"spmkit.tasks.base"}}) \
+        == ["spmkit.tasks.base (layer 7) imports spmkit.train.loop (layer 8)"]

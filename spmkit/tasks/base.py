@@ -56,7 +56,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Literal
+from typing import Any, Callable, ClassVar, Iterator, Literal, Protocol
 
 import torch
 from torch import nn
@@ -64,10 +64,21 @@ from torch.utils.data import DataLoader, Dataset
 
 from spmkit.tasks.recipe import TrainRecipe
 
-if TYPE_CHECKING:
-    from spmkit.train.distributed import DistContext
-
 Split = Literal["train", "val"]
+
+
+class Collectives(Protocol):
+    """What ``evaluate`` and ``end_of_epoch`` may use of the training processes: this process's device and
+    rank, and the two collectives. ``spmkit.train.distributed.DistContext`` is one; the contract names only
+    this, so that tasks sit below the training loop."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor: ...
+
+    def all_gather_object(self, obj: Any) -> list[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -223,10 +234,10 @@ class Task(ABC):
     # -- evaluation -----------------------------------------------------------------------------
     @abstractmethod
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, loader: DataLoader, ctx: "DistContext") -> dict[str, float]:
+    def evaluate(self, model: nn.Module, loader: DataLoader, ctx: Collectives) -> dict[str, float]:
         """Metrics over this process's shard of ``loader``, combined over processes (see module docstring)."""
 
-    def end_of_epoch(self, ctx: "DistContext") -> dict[str, float]:
+    def end_of_epoch(self, ctx: Collectives) -> dict[str, float]:
         """Extra per-epoch values to log (summed over processes by the task if needed)."""
         return {}
 
