@@ -1,8 +1,9 @@
 """The import graph of ``spmkit/``: no cycles, and no import from a lower layer to a higher one.
 
 Modules are nodes; every ``import`` / ``from ... import`` in a module is an edge, at any depth (imports
-inside functions count: a lazy import is still a dependency; so do imports under ``if TYPE_CHECKING:``, a
-type hint from a higher layer is a dependency too). ``from pkg import name`` is an edge to ``pkg.name`` when that is a module,
+inside functions count: a lazy import is still a dependency). Imports under ``if TYPE_CHECKING:`` count for
+the layers (a type hint from a higher layer is a dependency too) but not for cycles (a hook typed with the
+loop that calls it never imports it at run time). ``from pkg import name`` is an edge to ``pkg.name`` when that is a module,
 else to ``pkg``.
 """
 
@@ -44,21 +45,33 @@ def module_names(package: Path = PACKAGE) -> dict[str, Path]:
     return out
 
 
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for stmt in node.body:
+                skip.update(id(n) for n in ast.walk(stmt))
+    return skip
+
+
 def _owner(name: str, modules: dict[str, Path]) -> str | None:
     while name and name not in modules:
         name = name.rpartition(".")[0]
     return name or None
 
 
-def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
-    """Module -> the spmkit modules it imports."""
+def import_graph(package: Path = PACKAGE, type_hints: bool = True) -> dict[str, set[str]]:
+    """Module -> the spmkit modules it imports (with ``type_hints=False``: at run time)."""
     modules = module_names(package)
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         tree = ast.parse(path.read_text(), filename=str(path))
+        skip = set() if type_hints else _type_checking_nodes(tree)
         is_pkg = path.name == "__init__.py"
         edges: set[str] = set()
         for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -137,6 +150,9 @@ def test_graph_sees_lazy_imports_and_type_hints(tmp_path):
     assert graph["spmkit.low.a"] == {"spmkit.low.b", "spmkit.high"}
     assert graph["spmkit.low.b"] == {"spmkit.low.a"}
     assert find_cycle(graph) == ["spmkit.high", "spmkit.low.a", "spmkit.high"]
+    runtime = import_graph(pkg, type_hints=False)
+    assert runtime["spmkit.low.a"] == {"spmkit.low.b"}
+    assert find_cycle(runtime) == ["spmkit.low.a", "spmkit.low.b", "spmkit.low.a"]
     assert find_cycle({"x": {"y"}, "y": set()}) is None
 
 
@@ -146,7 +162,7 @@ def test_every_module_has_a_layer():
 
 
 def test_no_import_cycles():
-    cycle = find_cycle(import_graph())
+    cycle = find_cycle(import_graph(type_hints=False))
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
