@@ -146,6 +146,7 @@ class RunDir:
         self._tensorboard = tensorboard
         self._lock = None
         self._created: list[Path] = []
+        self._files: dict[str, Any] = {}  # the open JSONL files (see _append)
 
     @property
     def last(self) -> Path:
@@ -227,6 +228,7 @@ class RunDir:
         fresh start drops all), and a torn last line; each file is rewritten atomically."""
         if not self.enabled:
             return
+        self._close_files()  # the files are replaced below
         for name, key, limit in (("metrics.jsonl", "epoch", epoch), ("steps.jsonl", "step", step)):
             p = self.path / name
             if p.exists():
@@ -236,12 +238,25 @@ class RunDir:
             self._rewrite_csv()
 
     def _append(self, name: str, row: dict[str, Any]) -> None:
+        """One line to ``name``; the file stays open (line-buffered: each row reaches the OS at once, so a
+        killed process loses none), instead of an open and close per optimizer step."""
         p = self.path / name
         try:
-            with open(p, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            f = self._files.get(name)
+            if f is None:
+                f = self._files[name] = open(p, "a", buffering=1)
+            f.write(json.dumps(row) + "\n")
         except OSError as e:
+            self._close_files()
             raise write_error(p, e, kept=False) from None
+
+    def _close_files(self) -> None:
+        files, self._files = self._files, {}
+        for f in files.values():
+            try:
+                f.close()
+            except OSError:
+                pass
 
     def log_step(self, row: dict[str, Any]) -> None:
         if not self.enabled:
@@ -302,6 +317,7 @@ class RunDir:
             raise write_error(self.path / "tb", e, kept=False) from None
 
     def close(self) -> None:
+        self._close_files()
         if self._tb is not None:
             tb, self._tb = self._tb, None
             with self._tb_errors():

@@ -27,6 +27,7 @@ from spmkit.train.run_dir import RunDir
 from spmkit.train.run_summary import summary_lines
 from spmkit.train.sampler import ShardSampler
 from spmkit.train.worker_errors import SafeLoader
+from spmkit.train.worker_seed import PassSeededDataset, PassSeedSampler
 from spmkit.errors import CheckpointError, DataError
 from spmkit.registry import TASKS
 from spmkit.tasks.base import ModelSpec, Task, unwrap
@@ -48,9 +49,15 @@ def _worker_init(worker_id: int) -> None:
 
 
 def _loader(dataset, sampler, batch_size: int, workers: int, collate, drop_last: bool, device) -> DataLoader:
+    """Workers stay alive across epochs (no start-up per epoch, for train and val) and are re-seeded per
+    pass as fresh ones would be (see :mod:`spmkit.train.worker_seed`); the sampler is iterated in the main
+    process, so ``set_epoch`` / ``set_start`` act on the next pass as before."""
+    persistent = workers > 0
+    if persistent:
+        dataset, sampler = PassSeededDataset(dataset), PassSeedSampler(sampler)
     return SafeLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
                       drop_last=drop_last, pin_memory=device.type == "cuda", worker_init_fn=_worker_init,
-                      persistent_workers=False)
+                      persistent_workers=persistent)
 
 
 def resolved_blueprint(model: nn.Module) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from spmkit.data.imagenet import ImageFolderDataset, find_classes
 from spmkit.data.posterize import patch_posterize
 from spmkit.data.unreadable import LeaveOutCollate
+from spmkit.tasks.classification.device_pipeline import DeviceErasing, normalize_uint8, use_device_pipeline
 from spmkit.tasks.recipe import TrainRecipe
 from spmkit.errors import DataError, shorten
 from spmkit.registry import TASKS
@@ -42,6 +43,9 @@ class ClassificationRecipe(TrainRecipe):
     scale: tuple[float, float] = (0.08, 1.0)
     hflip: float = Field(0.5, ge=0, le=1)
     crop_pct: float | None = Field(None, gt=0, le=1)
+    prefetch: Literal["auto", "on", "off"] = Field(
+        "auto", description="device-side input pipeline: uint8 batches copied pinned and non-blocking, "
+                            "normalisation and random erasing on the device; auto -> on for CUDA")
 
     @model_validator(mode="after")
     def _augmentation_builds(self) -> ClassificationRecipe:
@@ -101,7 +105,9 @@ class ClassificationTask(Task):
         super().__init__(recipe)
         self.mixup_fn = None
         self.train_loss_fn: nn.Module = nn.CrossEntropyLoss()
-        self._skipped = 0
+        self._skipped: Any = 0
+        self._norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # uint8 batches: (mean, std)
+        self._erasing: DeviceErasing | None = None  # random erasing on the device (device pipeline)
 
     def data_info(self, data_dir: Path) -> dict[str, Any]:
         classes = find_classes(Path(data_dir) / "train")
@@ -148,19 +154,28 @@ class ClassificationTask(Task):
         return resolve_data_config(args, model=unwrap(model))
 
     def build_dataset(self, data_dir: Path, split: Split, model: nn.Module, info: dict[str, Any]) -> Dataset:
+        """Images through timm's transforms. With the device pipeline (``prefetch``, for the device the model
+        is on) the transform ends at a uint8 tensor and :meth:`to_device` / :meth:`training_loss` do the rest
+        on the device (see :mod:`spmkit.tasks.classification.device_pipeline`)."""
         from timm.data import create_transform
 
         cfg = self.data_config(model)
         r = self.recipe
+        device = next(iter(unwrap(model).parameters()), torch.empty(0)).device
+        on_device = use_device_pipeline(r.prefetch, device)
+        if on_device:
+            self._norm = (tuple(cfg["mean"]), tuple(cfg["std"]))
         if split == "train":
             tf = create_transform(
                 cfg["input_size"], is_training=True, scale=r.scale, hflip=r.hflip, color_jitter=r.color_jitter,
                 auto_augment=r.auto_augment, interpolation=r.train_interpolation, mean=cfg["mean"],
-                std=cfg["std"], re_prob=r.reprob, re_mode=r.remode, re_count=r.recount,
+                std=cfg["std"], re_prob=r.reprob, re_mode=r.remode, re_count=r.recount, use_prefetcher=on_device,
             )
             tf = patch_posterize(tf)  # 0 bits kept gives a black image, not a ValueError (see the module)
+            self._erasing = DeviceErasing(r.reprob, r.remode, r.recount, device) if on_device and r.reprob > 0 \
+                else None
         else:
-            tf = self.eval_transform(model)
+            tf = self.eval_transform(model, uint8=on_device)
         return ImageFolderDataset(data_dir, split, info["classes"], transform=tf,
                                   unreadable="substitute" if split == "train" else "leave_out")
 
@@ -171,13 +186,24 @@ class ClassificationTask(Task):
 
         return LeaveOutCollate(default_collate, _no_images)
 
-    def eval_transform(self, model: nn.Module):
-        """The evaluation transform (resize, centre crop at ``crop_pct``, normalise): PIL image -> tensor."""
+    def eval_transform(self, model: nn.Module, uint8: bool = False):
+        """The evaluation transform (resize, centre crop at ``crop_pct``, normalise): PIL image -> tensor
+        (``uint8``: stops before scaling and normalising, for the device pipeline)."""
         from timm.data import create_transform
 
         cfg = self.data_config(model)
         return create_transform(cfg["input_size"], is_training=False, interpolation=cfg["interpolation"],
-                                mean=cfg["mean"], std=cfg["std"], crop_pct=cfg["crop_pct"])
+                                mean=cfg["mean"], std=cfg["std"], crop_pct=cfg["crop_pct"], use_prefetcher=uint8)
+
+    def to_device(self, batch: Any, device: torch.device) -> Any:
+        """Move a batch to ``device``; a uint8 image batch (device pipeline) is normalised there."""
+        images, targets, skipped = batch
+        if images is not None and images.dtype == torch.uint8:
+            if self._norm is None:
+                raise RuntimeError("a uint8 image batch, but no dataset of the device pipeline was built")
+            images = normalize_uint8(images.to(device, non_blocking=True), *self._norm, self.recipe.channels_last)
+            return images, *super().to_device((targets, skipped), device)
+        return super().to_device(batch, device)
 
     @torch.no_grad()
     def predict(self, model: nn.Module, files: list[Path], names: list[str], device: torch.device,
@@ -233,7 +259,9 @@ class ClassificationTask(Task):
 
     def training_loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         images, targets, skipped = batch
-        self._skipped += int(skipped.sum())
+        self._skipped = self._skipped + skipped.sum()  # stays on the device: no host sync per batch
+        if self._erasing is not None:  # the device pipeline: random erasing here, as the host does in workers
+            images = self._erasing(images)
         if self.mixup_fn is not None:
             images, targets = self._mix(images, targets)
         logits = model(images)
@@ -280,7 +308,7 @@ class ClassificationTask(Task):
         }
 
     def end_of_epoch(self, ctx) -> dict[str, float]:
-        t = torch.tensor([float(self._skipped)], dtype=torch.float64, device=ctx.device)
+        t = torch.as_tensor(self._skipped, device=ctx.device).to(torch.float64).reshape(1)
         ctx.all_reduce_sum(t)
         self._skipped = 0
         return {"train_skipped": float(t)}
