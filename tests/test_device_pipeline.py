@@ -102,3 +102,12 @@ def test_training_batch_erased_and_mixed_on_device(tmp_path: Path) -> None:
 def _record(seen: dict, x: torch.Tensor) -> torch.Tensor:
     seen["x"] = x.clone()
     return x.flatten(1)[:, :2] * 0 + x.mean()
+
+
+def test_prefetch_words_survive_yaml() -> None:
+    """``--set prefetch=on`` reaches the recipe as YAML's boolean ``True``."""
+    assert ClassificationRecipe(prefetch=True).prefetch == "on"
+    assert ClassificationRecipe(prefetch=False).prefetch == "off"
+    assert ClassificationRecipe().prefetch == "auto"
+    with pytest.raises(ValueError):
+        ClassificationRecipe(prefetch="sometimes")

@@ -57,7 +57,7 @@ def _loader(dataset, sampler, batch_size: int, workers: int, collate, drop_last:
         dataset, sampler = PassSeededDataset(dataset), PassSeedSampler(sampler)
     return SafeLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
                       drop_last=drop_last, pin_memory=device.type == "cuda", worker_init_fn=_worker_init,
-                      persistent_workers=persistent)
+                      persistent_workers=persistent, generator=torch.Generator() if persistent else None)
 
 
 def resolved_blueprint(model: nn.Module) -> dict[str, Any] | None:

@@ -3,11 +3,13 @@
 Fresh workers each epoch get their RNG seeds from torch's generator at ``iter(loader)``, which the loop
 seeds from (seed, rank, epoch, step), so an epoch's augmentations depend only on where the run stands, and
 a run resumed at an epoch boundary draws the same ones as the uninterrupted run. Persistent workers are
-started once; to keep that property :class:`PassSeedSampler` draws one seed per pass in the main process
-(from the same generator, at the same point: when the pass starts) and sends it along with every index;
-:class:`PassSeededDataset` re-seeds ``random``, numpy and torch in a worker whenever the pass seed changes
-(``seed + worker_id``, as torch seeds fresh workers). In the main process (``workers=0``) nothing is
-re-seeded: the main process's generators go on as before.
+started once; to keep that property :class:`PassSeedSampler` derives one seed per pass in the main process
+from the seed the loop last set (``torch.initial_seed()``, so no number is drawn from the main process's
+generator: its dropout / drop-path stream does not depend on whether the workers were just started) and
+sends it along with every index; :class:`PassSeededDataset` re-seeds ``random``, numpy and torch in a
+worker whenever the pass seed changes (``seed + worker_id``, as torch seeds fresh workers). The loader
+itself gets a private generator for its one base-seed draw. In the main process (``workers=0``) nothing
+is re-seeded: the main process's generators go on as before.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ class PassSeedSampler(Sampler[tuple[int, int]]):
         self.sampler = sampler
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        seed = int(torch.empty((), dtype=torch.int64).random_().item())
+        seed = (torch.initial_seed() * 6364136223846793005 + 1442695040888963407) % 2**63  # not the main seed
         for index in self.sampler:
             yield seed, index
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -46,6 +46,12 @@ class ClassificationRecipe(TrainRecipe):
     prefetch: Literal["auto", "on", "off"] = Field(
         "auto", description="device-side input pipeline: uint8 batches copied pinned and non-blocking, "
                             "normalisation and random erasing on the device; auto -> on for CUDA")
+
+    @field_validator("prefetch", mode="before")
+    @classmethod
+    def _prefetch_words(cls, value: Any) -> Any:
+        """YAML reads ``on`` / ``off`` as booleans (``--set prefetch=on`` too): take them as the words."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _augmentation_builds(self) -> ClassificationRecipe:
