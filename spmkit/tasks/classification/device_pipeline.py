@@ -27,11 +27,20 @@ def use_device_pipeline(prefetch: str, device: torch.device) -> bool:
 
 def normalize_uint8(images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
                     channels_last: bool = False) -> torch.Tensor:
-    """A uint8 NCHW batch (already on its device) -> float32, normalised with ``mean`` / ``std`` (0-1 scale)."""
-    m = torch.tensor([255.0 * v for v in mean], device=images.device).view(1, -1, 1, 1)
-    s = torch.tensor([255.0 * v for v in std], device=images.device).view(1, -1, 1, 1)
+    """A uint8 NCHW batch (already on its device) -> float32, normalised with ``mean`` / ``std`` (0-1 scale).
+
+    The scaled mean / std tensors are made once per device and kept (building them from Python numbers
+    for each batch would be a small blocking host-to-device copy per step on a GPU)."""
+    key = (tuple(mean), tuple(std), images.device)
+    consts = _CONSTANTS.get(key)
+    if consts is None:
+        consts = _CONSTANTS[key] = (torch.tensor([255.0 * v for v in mean], device=images.device).view(1, -1, 1, 1),
+                                    torch.tensor([255.0 * v for v in std], device=images.device).view(1, -1, 1, 1))
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    return images.to(dtype=torch.float32, memory_format=memory_format).sub_(m).div_(s)
+    return images.to(dtype=torch.float32, memory_format=memory_format).sub_(consts[0]).div_(consts[1])
+
+
+_CONSTANTS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 class DeviceErasing:
