@@ -7,7 +7,7 @@ import random
 import torch
 from torch.utils.data import Dataset
 
-from spmkit.train.sampler import ShardSampler
+from spmkit.data.sampler import ShardSampler
 from spmkit.train.setup import _loader
 
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import torch
 
-from spmkit.infer.devices import resolve_device
+from spmkit.io.devices import resolve_device
 from spmkit.train.distributed import DistContext
 from spmkit.convert.load import load_weights
 from spmkit.tasks.recipe import load_recipe
 from spmkit.infer.run_model import load_run_model
-from spmkit.train.sampler import ShardSampler
+from spmkit.data.sampler import ShardSampler
 from spmkit.train.worker_errors import SafeLoader
 from spmkit.errors import SpmkitError
 from spmkit.registry import TASKS

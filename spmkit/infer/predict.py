@@ -43,7 +43,7 @@ class PredictResult:
 
 def load_run(checkpoint: str | Path, overrides: list[str] | None = None, device: str = "auto") -> LoadedRun:
     """Rebuild a run's model from its checkpoint (any task) with its weights, in eval mode."""
-    from spmkit.infer.devices import resolve_device
+    from spmkit.io.devices import resolve_device
     from spmkit.infer.run_model import load_run_model
 
     dev = resolve_device(device)

@@ -36,7 +36,7 @@ def predict(
     force: Annotated[bool, typer.Option("--force", help="Overwrite output PNGs that exist.")] = False,
     json_: JsonOption = False,
 ) -> None:
-    from spmkit.infer.devices import check_devices
+    from spmkit.io.devices import check_devices
     from spmkit.infer.predict import predict as run_predict
 
     device = pick_device(device, devices)
