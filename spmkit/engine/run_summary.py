@@ -50,7 +50,8 @@ def _fmt(v: Any) -> str:
 
 def summary_lines(*, task: str, model_name: str, model: nn.Module, recipe: TrainRecipe, recipe_source: str,
                   info: dict[str, Any], n_train: int, n_val: int, device: str, world_size: int, global_batch: int,
-                  lr: float, steps_per_epoch: int, run_folder: str, resumed: str | None = None) -> list[str]:
+                  lr: float, steps_per_epoch: int, run_folder: str, resumed: str | None = None,
+                  signals: list[str] | None = None) -> list[str]:
     """The lines of the start-up block (plain text, one fact per line)."""
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -80,5 +81,6 @@ def summary_lines(*, task: str, model_name: str, model: nn.Module, recipe: Train
         lines.append("  (the defaults, unchanged)")
     if resumed:
         lines.append(f"resumed     {resumed}")
+    lines += signals or []  # what a signal (SLURM preemption, time limit) does: spmkit.engine.preemption
     lines += [f"run folder  {run_folder}  (train.log, metrics.jsonl, steps.jsonl, checkpoints)", "=" * 72]
     return lines
