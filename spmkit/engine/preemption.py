@@ -188,6 +188,15 @@ def requeue_allowed(job_id: str) -> bool | None:
     return None if m is None else m.group(1) == "1"
 
 
+def requeue_pending(env=os.environ) -> bool:
+    """Whether SLURM is requeueing this job now: its ``Restarts`` count is above the one it started with
+    (``SLURM_RESTART_COUNT``; a requeue raises it before the job's processes get SIGTERM, a cancel does not)."""
+    job = slurm_job_id(env)
+    out = _scontrol("show", "job", "-o", job) if job else None
+    m = re.search(r"\bRestarts=(\d+)", out.stdout) if out is not None and out.returncode == 0 else None
+    return m is not None and int(m.group(1)) > int(env.get("SLURM_RESTART_COUNT", "0") or 0)
+
+
 def requeue_slurm_job(env=os.environ) -> tuple[bool, str]:
     """Requeue this SLURM job (``scontrol requeue``); (done, what happened in one sentence)."""
     job = slurm_job_id(env)
@@ -242,3 +251,8 @@ def describe(ckpt_every_steps: int | None, world_size: int, env=os.environ) -> l
                          f"--signal=USR1@90 requeues before the time limit); after a requeue or preemption "
                          f"--auto-resume continues from last.pt")
     return lines
+
+
+def is_main_process(env=os.environ) -> bool:
+    """Rank 0 of a launched run, or a run of one process."""
+    return env.get("RANK", "0") == "0"
