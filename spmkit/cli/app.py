@@ -7,7 +7,11 @@ import pkgutil
 import sys
 from typing import Annotated
 
-import typer
+from spmkit.engine.preemption import install_early
+
+install_early(sys.argv)  # spmkit train: a SLURM signal during the imports below is not lost (issue 21)
+
+import typer  # noqa: E402
 
 app = typer.Typer(
     name="spmkit",

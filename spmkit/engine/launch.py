@@ -160,7 +160,12 @@ def spawn(plan: LaunchPlan, child_args: Sequence[str], env: Mapping[str, str],
 
     if forward is None:
         forward = list(installed_signals()) or [int(signal.SIGTERM)]
-    if requested() is not None:  # a stop signal arrived before any process started: nothing to stop
+    early = requested()
+    if early is not None:  # a stop signal arrived before any process started: nothing to save
+        if early.requeue:
+            from spmkit.engine.preemption import requeue_slurm_job
+
+            print(f"stopped on {early.name} before training started; {requeue_slurm_job()[1]}", flush=True)
         return STOP_EXIT_CODE
     cmd = [sys.executable, "-m", "spmkit", *child_args]
     procs: list[subprocess.Popen] = []

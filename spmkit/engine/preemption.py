@@ -24,17 +24,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
-
-import torch
+from typing import Any, Callable, Sequence
 
 from spmkit.errors import SpmkitError
 
 #: the exit code of a run that stopped on a signal after writing ``last.pt`` (EX_TEMPFAIL of sysexits.h:
 #: "a temporary failure; run again": ``--auto-resume`` continues it)
 STOP_EXIT_CODE = 75
-#: several processes agree whether to stop every this many optimizer steps (one all-reduce of two numbers)
-CHECK_EVERY = 10
+#: several processes agree whether to stop every this many optimizer steps (one all-reduce of two numbers and
+#: a host sync; at 2 s a step that is 10 s of SLURM's 30 s KillWait at most)
+CHECK_EVERY = 5
 #: signals that may not be chosen as the requeue signal (they stop, kill or are SIGTERM itself)
 _RESERVED = {signal.SIGKILL, signal.SIGSTOP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGCONT}
 
@@ -109,6 +108,23 @@ def install(requeue_signal: int | None = None) -> dict[int, Any]:
     return previous
 
 
+def install_early(argv: Sequence[str]) -> None:
+    """``spmkit train`` before its imports (seconds on a busy node): SIGTERM and the ``--requeue-signal``
+    set the flag from the first moment, so a signal during start-up stops the run instead of killing it."""
+    if len(argv) < 2 or argv[1] != "train" or "spmkit" not in (Path(argv[0]).stem, Path(argv[0]).parent.name):
+        return
+    sig = None
+    for k, arg in enumerate(argv):
+        value = argv[k + 1] if arg == "--requeue-signal" and k + 1 < len(argv) else (
+            arg.split("=", 1)[1] if arg.startswith("--requeue-signal=") else None)
+        if value is not None:
+            try:
+                sig = parse_signal(value)
+            except SignalNameError:
+                return  # the command reports it
+    install(sig)
+
+
 def uninstall(previous: dict[int, Any]) -> None:
     """Put back the handlers :func:`install` replaced and forget a received signal."""
     for sig, handler in previous.items():
@@ -133,6 +149,13 @@ def reset() -> None:
     _request = None
 
 
+def ignore_signals() -> None:
+    """After the stop: the signals this process handled are ignored while it ends (a requeue sends SIGTERM
+    again, and Python's shutdown would otherwise let it end the process with -15 instead of the stop code)."""
+    for sig in (*_installed, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def worker_init() -> None:
     """In a data-loader worker: leave the stop signals to the main process (which stops the workers itself).
 
@@ -155,6 +178,8 @@ class StopCheck:
             return local
         if step % self.every and not epoch_end:
             return None
+        import torch
+
         flags = torch.tensor([1.0 if local else 0.0, 1.0 if local and local.requeue else 0.0],
                              dtype=torch.float64, device=self.ctx.device)
         self.ctx.all_reduce_sum(flags)

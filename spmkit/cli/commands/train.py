@@ -53,6 +53,7 @@ def train(
     # first, so that a preemption during start-up is not a traceback (docs/slurm.md)
     requeue_signum = preemption.parse_signal(requeue_signal) if requeue_signal else None
     previous = preemption.install(requeue_signum)
+    stopped = False
     try:
         if gpus is not None and nproc is not None and gpus != nproc:
             raise typer.BadParameter("give --gpus or --nproc, not both with different counts.")
@@ -101,6 +102,7 @@ def train(
                     args += ["--requeue-signal", requeue_signal]
                 code = launch(plan, args)  # passes on the signals installed above
                 if code == preemption.STOP_EXIT_CODE:  # the processes stopped on a signal; rank 0 said where
+                    stopped = True
                     raise typer.Exit(code)
                 if code:
                     typer.echo(f"training processes failed (exit code {code}); see their messages above.", err=True)
@@ -120,9 +122,12 @@ def train(
         try:
             run_training(cfg, reporter=reporter)
         except preemption.TrainingStopped as stop:  # last.pt was written at the step it names; not an error
+            stopped = True
             raise typer.Exit(stop.exit_code) from None
         finally:
             if reporter is not None:
                 reporter.close()  # stop the live display before an error message is printed
     finally:
         preemption.uninstall(previous)
+        if stopped:
+            preemption.ignore_signals()
