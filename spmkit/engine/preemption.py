@@ -5,12 +5,13 @@ every process of the job, then SIGKILL ``KillWait`` seconds later (30 s by defau
 the time limit (``#SBATCH --signal=USR1@90``) goes to every process of the job's steps.
 
 :func:`install` makes SIGTERM, and the requeue signal when one is named (``spmkit train --requeue-signal
-USR1``), set a flag instead of ending the process. The trainer asks :class:`StopCheck` at step boundaries:
-one process reads its flag every optimizer step; several processes agree on it with one small all-reduce
-every :data:`CHECK_EVERY` steps (and at the last step of an epoch), so that all stop after the same step.
-Rank 0 then writes ``last.pt`` at that step; :func:`finish` reports, requeues the SLURM job after a requeue
-signal (``scontrol requeue $SLURM_JOB_ID``, when the job allows it) and returns :class:`TrainingStopped`,
-which ends the process with :data:`STOP_EXIT_CODE`. ``--auto-resume`` continues from that step.
+USR1``), set a flag instead of ending the process. ``hooks.PreemptionHook`` (a hook of the training loop)
+asks :class:`StopCheck` after every optimizer step: one process reads its flag every step; several
+processes agree on it with one small all-reduce every :data:`CHECK_EVERY` steps (and at the last step of an
+epoch, before evaluation), so that all stop after the same step. The loop then writes ``last.pt`` at that
+step (``TrainLoop.request_stop``); :func:`finish` reports, requeues the SLURM job after a requeue signal
+(``scontrol requeue $SLURM_JOB_ID``, when the job allows it) and returns :class:`TrainingStopped`, which
+ends the process with :data:`STOP_EXIT_CODE`. ``--auto-resume`` continues from that step.
 """
 
 from __future__ import annotations

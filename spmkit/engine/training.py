@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from spmkit.engine import preemption
 from spmkit.engine.checkpoint import load_checkpoint, set_rng_state
 from spmkit.engine.distributed import DistContext, sync_batchnorm
 from spmkit.engine.optim import create_optimizer, create_scheduler
@@ -45,6 +46,7 @@ def _worker_init(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
+    preemption.worker_init()  # SIGTERM is the main process's to act on (SLURM signals every process)
 
 
 def _loader(dataset, sampler, batch_size: int, workers: int, collate, drop_last: bool, device) -> DataLoader:
@@ -207,7 +209,8 @@ def _announce(t: Training) -> None:
         info=t.info, n_train=t.n_train, n_val=t.n_val, device=str(t.ctx.device), world_size=t.ctx.world_size,
         global_batch=t.global_batch, lr=t.lr, steps_per_epoch=t.updates_per_epoch,
         run_folder=str(t.run.path.resolve()),
-        resumed=f"{t.resume_path} at epoch {p.epoch + 1}, step {p.step}" if t.resume_path is not None else None))
+        resumed=f"{t.resume_path} at epoch {p.epoch + 1}, step {p.step}" if t.resume_path is not None else None,
+        signals=preemption.describe(t.recipe.ckpt_every_steps, t.ctx.world_size)))
     t.run.write_config(task=cfg.task, blueprint=resolved_blueprint(t.model), recipe=t.recipe.model_dump(mode="json"),
                        info=t.info, data=str(cfg.data), model=t.spec.blueprint, world_size=t.ctx.world_size)
 
