@@ -160,5 +160,7 @@ def test_sweep_with_a_preempted_variant_finishes_it_without_training_a_step_twic
     assert "Traceback" not in text
     # 48 images / batch 2 = 24 steps an epoch, 2 epochs: each step once
     assert _steps(folder) == list(range(1, 49))
+    attempts = re.compile(r"^# \S+ \S+ .* -m spmkit train ", re.M)  # run_job's line before each training
+    assert len(attempts.findall(text)) == 2  # the preempted one and its requeued job
     other = next(p for p in (out / "runs").glob("01_*.console.log"))
-    assert _read(other).count("spmkit train") == 1  # the other variant was trained once, not again
+    assert len(attempts.findall(_read(other))) == 1  # the other variant was trained once, not again
