@@ -16,10 +16,10 @@ import pytest
 import torch
 from imagefolder_util import TEST_MODEL, make_imagefolder
 
-from spmkit.engine import preemption
-from spmkit.engine.distributed import DistContext
-from spmkit.engine.reporter import NullReporter
-from spmkit.engine.trainer import TrainConfig, train
+from spmkit.train import preemption
+from spmkit.train.distributed import DistContext
+from spmkit.train.reporter import NullReporter
+from spmkit.train.trainer import TrainConfig, train
 from spmkit.tasks.base import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]

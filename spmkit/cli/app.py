@@ -7,7 +7,7 @@ import pkgutil
 import sys
 from typing import Annotated
 
-from spmkit.engine.preemption import install_early
+from spmkit.train.preemption import install_early
 
 install_early(sys.argv)  # spmkit train: a SLURM signal during the imports below is not lost (issue 21)
 

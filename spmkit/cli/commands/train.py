@@ -46,9 +46,9 @@ def train(
     auto_resume: Annotated[bool, typer.Option("--auto-resume", metavar="", help="continue if --output has last.pt, else start")] = False,
     requeue_signal: Annotated[Optional[str], typer.Option("--requeue-signal", metavar="SIG", help="on this signal (e.g. USR1, with #SBATCH --signal=USR1@90) write last.pt at the next step and requeue the SLURM job; SIGTERM always writes last.pt and stops (exit 75)")] = None,
 ) -> None:
-    from spmkit.engine import preemption
-    from spmkit.engine.devices import check_devices
-    from spmkit.engine.launch import in_launched_process, launch, plan_launch
+    from spmkit.train import preemption
+    from spmkit.io.devices import check_devices
+    from spmkit.train.launch import in_launched_process, launch, plan_launch
 
     # first, so that a preemption during start-up is not a traceback (docs/slurm.md)
     requeue_signum = preemption.parse_signal(requeue_signal) if requeue_signal else None
@@ -73,7 +73,7 @@ def train(
                 overrides.append(f"{key}={value}")
 
         import spmkit.tasks  # noqa: F401  (registers the tasks)
-        from spmkit.engine.trainer import TrainConfig, preflight, train as run_training
+        from spmkit.train.trainer import TrainConfig, preflight, train as run_training
         from spmkit.tasks.base import ModelSpec
 
         cfg = TrainConfig(
@@ -116,7 +116,7 @@ def train(
 
                 reporter = RichReporter()
             else:  # a file, a pipe, a batch job: plain lines every log_every_steps steps
-                from spmkit.engine.reporter import TextReporter, stdout_writer
+                from spmkit.train.reporter import TextReporter, stdout_writer
 
                 reporter = TextReporter(stdout_writer)
         try:
