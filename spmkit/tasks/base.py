@@ -39,7 +39,9 @@ Rules a task must keep:
 - ``evaluate`` runs on **every** process with a loader whose sampler gives each process a disjoint shard
   (no padding, no duplicates). The task combines shards itself with ``ctx.all_reduce_sum`` (counts) or
   ``ctx.all_gather_object`` (predictions, e.g. for COCO evaluation), and returns the same ``dict[str,
-  float]`` on every rank (at least on rank 0, which logs it). It must include ``best_metric``.
+  float]`` on every rank (at least on rank 0, which logs it). It must include ``best_metric``, and
+  ``val_images`` (samples scored) and ``val_skipped`` (unreadable samples left out): when ``val_images`` is
+  0 the base class raises a ``DataError`` instead of returning metrics (``spmkit.engine.scored``).
 - ``best_metric`` names the metric that decides ``best.pt``; ``best_mode`` is ``"max"`` or ``"min"``.
 - Errors the user causes raise ``spmkit.errors.DataError`` / ``SpmkitError`` subclasses, never asserts.
 """
@@ -141,6 +143,15 @@ class Task(ABC):
     #: the metric of ``evaluate`` that decides ``best.pt``
     best_metric: ClassVar[str] = ""
     best_mode: ClassVar[Literal["max", "min"]] = "max"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every task's ``evaluate`` refuses to report metrics computed from zero samples (see
+        :mod:`spmkit.engine.scored`): a split with no readable sample is a ``DataError``, in train and eval."""
+        super().__init_subclass__(**kwargs)
+        if "evaluate" in cls.__dict__ and not getattr(cls.__dict__["evaluate"], "__isabstractmethod__", False):
+            from spmkit.engine.scored import scored_only
+
+            cls.evaluate = scored_only(cls.__dict__["evaluate"])  # type: ignore[method-assign]
 
     def __init__(self, recipe: TrainRecipe) -> None:
         if not isinstance(recipe, self.recipe_class):
