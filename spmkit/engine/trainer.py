@@ -68,6 +68,10 @@ def preflight(cfg: TrainConfig) -> None:
     base = load_checkpoint(resume_path)["recipe"] if resume_path is not None else None
     recipe = load_recipe(task_cls.recipe_class, cfg.recipe_file, cfg.overrides, base=base)
     task_cls(recipe).data_info(Path(cfg.data))
+    if resume_path is None and (cfg.model.blueprint or "").startswith("timm:"):  # issue 22: one paragraph
+        from spmkit.timm_models import timm_name
+
+        timm_name(cfg.model.blueprint)
     if resume_path is None and cfg.model.blueprint and not cfg.model.blueprint.startswith("timm:"):
         import spmkit
         from spmkit.sizing import check_fits

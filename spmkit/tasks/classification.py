@@ -69,9 +69,9 @@ def build_model(spec: ModelSpec, num_classes: int, img_size: int | None = None) 
     ``img_size`` builds an spmkit model for that input size (position tables, attention windows).
     """
     if spec.blueprint.startswith("timm:"):
-        import timm
+        from spmkit.timm_models import create_timm_model
 
-        return timm.create_model(spec.blueprint[5:], pretrained=False, num_classes=num_classes)
+        return create_timm_model(spec.blueprint, num_classes=num_classes)
     import spmkit
 
     source = spmkit.load_blueprint(spec.resolved if spec.resolved is not None else spec.blueprint,

@@ -20,9 +20,9 @@ class DenseModelError(SpmkitError):
 def build_backbone(spec: ModelSpec) -> nn.Module:
     """A classification backbone without its classifier: ``timm:<name>`` or an spmkit blueprint."""
     if spec.blueprint.startswith("timm:"):
-        import timm
+        from spmkit.timm_models import create_timm_model
 
-        return timm.create_model(spec.blueprint[5:], pretrained=False, num_classes=0)
+        return create_timm_model(spec.blueprint, num_classes=0)
     import spmkit
 
     # a stored (resolved) blueprint goes through the same validation as a file, as in classification
