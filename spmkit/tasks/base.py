@@ -219,6 +219,11 @@ class Task(ABC):
     def evaluate(self, model: nn.Module, loader: DataLoader, ctx: "DistContext") -> dict[str, float]:
         """Metrics over this process's shard of ``loader``, combined over processes (see module docstring)."""
 
+    def nonfinite_loss_cause(self) -> str | None:
+        """Why a training loss seen so far could be NaN / inf because of the data (e.g. a segmentation batch
+        whose every label is ignored), for the engine's stop message; ``None`` when the task knows of none."""
+        return None
+
     def end_of_epoch(self, ctx: "DistContext") -> dict[str, float]:
         """Extra per-epoch values to log (summed over processes by the task if needed)."""
         return {}

@@ -92,6 +92,7 @@ class SegmentationTask(Task):
     def __init__(self, recipe: SegmentationRecipe) -> None:
         super().__init__(recipe)
         self._skipped = 0
+        self._all_ignored: int | None = None  # pixels of the first batch whose labels were all ignored
 
     def data_info(self, data_dir: Path) -> dict[str, Any]:
         return self._info(ADE20K(data_dir, "train"))
@@ -161,8 +162,17 @@ class SegmentationTask(Task):
         valid = labels[labels != IGNORE_INDEX]
         if valid.numel() and int(valid.max()) >= n:
             raise DataError(f"a training label is >= num_classes ({n}); check num_classes and the annotations.")
+        if not valid.numel() and self._all_ignored is None:  # cross-entropy over zero pixels is 0/0 = NaN
+            self._all_ignored = labels.numel()
         loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
         return loss, {}
+
+    def nonfinite_loss_cause(self) -> str | None:
+        if self._all_ignored is None:
+            return None
+        return (f"every label pixel of a training batch ({self._all_ignored} pixels) is the ignore index "
+                f"{IGNORE_INDEX}, so the loss averages over zero pixels: check the label maps (with "
+                f"reduce_zero_label, class 0 becomes {IGNORE_INDEX}) and crop_size / cat_max_ratio")
 
     # -- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()
