@@ -141,9 +141,10 @@ class Outputs:
         self._pending: dict[Path, dict[str, dict]] = {}
         self._flushed_at = time.monotonic()
 
-    def claim(self, out: PathLike, option: str = "--output") -> Path:
-        """Check ``out`` (see the module docstring) and remember it as one of this run's outputs."""
-        path = check_output_path(out, self.inputs, self.force, option, self.purpose)
+    def claim(self, out: PathLike, option: str = "--output", extra_inputs: Iterable[PathLike] = ()) -> Path:
+        """Check ``out`` (see the module docstring) and remember it as one of this run's outputs;
+        ``extra_inputs`` are inputs to compare with this output only (e.g. the one image it is drawn from)."""
+        path = check_output_path(out, [*self.inputs, *extra_inputs], self.force, option, self.purpose)
         self._claimed.add(Path(os.path.abspath(path)))
         return path
 

@@ -92,12 +92,11 @@ def classify(run: LoadedRun, files: list[Path], top_k: int = 5, batch_size: int 
     return out
 
 
-def _save_png(image: torch.Tensor, path: Path) -> Path:
+def _save_png(image: torch.Tensor, path: Path, outs) -> Path:
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image.permute(1, 2, 0).contiguous().numpy()).save(path, format="PNG")
-    return path
+    pil = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
+    return outs.write(path, lambda f: pil.save(f, format="PNG"))
 
 
 def predict(checkpoint: str | Path, inputs: str | Path, output: str | Path | None = None, *, top_k: int = 5,
@@ -108,17 +107,20 @@ def predict(checkpoint: str | Path, inputs: str | Path, output: str | Path | Non
     ``output``: classification: a PNG contact sheet (none when ``None``); detection / segmentation: the PNG
     for a single image (default ``IMAGE_pred.png`` here), or a folder of ``NAME_pred.png`` for a folder
     (default ``FOLDER_pred`` here). No PNG is written over an input or the checkpoint, nor over an existing
-    file unless ``force``: all are checked before anything runs.
+    file that ``spmkit predict`` did not write unless ``force``: all are checked before anything runs, and
+    each is written atomically (``spmkit.output_paths``).
     """
-    from spmkit.output_paths import check_output_path
+    from spmkit.output_paths import Outputs, check_output_path
 
     inputs = Path(inputs)
     files = image_files(inputs)
     sources = {f.resolve() for f in files}
 
+    outs = Outputs("predict", inputs=[Path(checkpoint), inputs], force=force)
+
     def check(target: str | Path) -> None:  # a set lookup, not a comparison with every input image
         hit = Path(target).resolve()
-        check_output_path(target, [Path(checkpoint), inputs, *([hit] if hit in sources else [])], force)
+        outs.claim(target, extra_inputs=[hit] if hit in sources else [])
     if output is not None and inputs.is_file():  # one image: the output is one PNG whatever the task
         check(output)
     run = load_run(checkpoint, overrides, device)
@@ -133,7 +135,8 @@ def predict(checkpoint: str | Path, inputs: str | Path, output: str | Path | Non
 
             captions = [_caption(p) for p in result.predictions]
             sheet = contact_sheet([read_rgb(f) for f in files], captions)
-            result.outputs.append(_save_png(sheet, Path(output)))
+            with outs:
+                result.outputs.append(_save_png(sheet, Path(output), outs))
         return result
     if run.task_name not in ("detection", "segmentation"):
         raise SpmkitError(f"{checkpoint} is a {run.task_name!r} run; predict knows classification, detection "
@@ -149,14 +152,15 @@ def predict(checkpoint: str | Path, inputs: str | Path, output: str | Path | Non
         check_output_path(folder, [inputs], force, option="--output folder")  # never into the input folder
     for target in targets:
         check(target)
-    for f, target in zip(files, targets):
-        image = read_rgb(f)
-        if run.task_name == "detection":
-            drawn, summary = detect_one(run.model, image, run.names, score_threshold, run.device)
-        else:
-            drawn, summary = segment_one(run.model, run.task, image, run.names, run.device)
-        result.outputs.append(_save_png(drawn, target))
-        result.predictions.append({"image": str(f), "output": str(target), **summary})
+    with outs:
+        for f, target in zip(files, targets):
+            image = read_rgb(f)
+            if run.task_name == "detection":
+                drawn, summary = detect_one(run.model, image, run.names, score_threshold, run.device)
+            else:
+                drawn, summary = segment_one(run.model, run.task, image, run.names, run.device)
+            result.outputs.append(_save_png(drawn, target, outs))
+            result.predictions.append({"image": str(f), "output": str(target), **summary})
     return result
 
 

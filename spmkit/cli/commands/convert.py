@@ -22,20 +22,24 @@ def convert(
                                          "keeps a fresh init for parts the file lacks (e.g. SPM layers).")] = True,
     model_set: ModelSetOption = None,
     set_: BlueprintSetAlias = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT even if spmkit convert did not write it (never an input).")] = False,
 ) -> None:
     """Convert CHECKPOINT for BLUEPRINT; any tensor left unmatched fails the command (unless --no-strict)."""
     from pathlib import Path
 
-    from spmkit.output_paths import check_output_path
-    from spmkit.convert import load_weights
-    from spmkit.engine_io import save_atomic
-    from spmkit.factory import create_model
+    import torch
 
-    check_output_path(output, [checkpoint, blueprint if Path(blueprint).is_file() else None], force)
+    from spmkit.convert import load_weights
+    from spmkit.factory import create_model
+    from spmkit.output_paths import Outputs
+
+    outs = Outputs("convert", inputs=[checkpoint, blueprint if Path(blueprint).is_file() else None], force=force)
+    outs.claim(output)
     model = create_model(blueprint, overrides=model_overrides(model_set, set_))
     report = load_weights(model, checkpoint, from_=from_, strict=strict, ema=ema)
-    save_atomic(model.state_dict(), output)
+    state = model.state_dict()
+    with outs:
+        outs.write(output, lambda f: torch.save(state, f))
     typer.echo(f"wrote {output}: layout {report.layout}, {len(report.loaded)} tensors loaded, "
                f"{len(report.missing)} freshly initialised, {len(report.unexpected)} unused, "
                f"{len(report.skipped_shape)} skipped (shape)")
