@@ -136,5 +136,7 @@ def run_job(job: RunJob, pass_fds: tuple[int, ...] = ()) -> dict[str, Any]:
     if done is None:
         return {"status": "failed", "returncode": code, "log": str(log)}
     result = {"status": "ok", **done}
-    (folder / "result.json").write_text(json.dumps(result, indent=2))
+    from spmkit.engine_io import write_text_atomic
+
+    write_text_atomic(folder / "result.json", json.dumps(result, indent=2))  # inside spmkit's own run folder
     return result
