@@ -9,6 +9,7 @@ fails it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import inspect
 import io
 import os
@@ -123,6 +124,11 @@ def export_model(
         except SpmkitError:
             raise
         except Exception as err:  # noqa: BLE001 - any exporter failure becomes one paragraph naming the cause
+            disk = err if isinstance(err, OSError) else err.__cause__ or err.__context__
+            if isinstance(disk, OSError) and disk.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+                from spmkit.engine_io import write_error  # the disk, not the model: exit 2, nothing written
+
+                raise write_error(output, disk, kept=output.exists()) from None
             raise ExportError(_explain(err, src, exporter, fmt)) from None
         seconds = time.perf_counter() - t0
         out, checked_with = _run_file(tmp, fmt, x_check)
