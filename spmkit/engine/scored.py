@@ -29,7 +29,7 @@ def require_scored(metrics: Mapping[str, Any], split: str = "val") -> None:
            else "it holds no sample to score")
     raise NoSamplesError(
         f"the {split} split has no readable sample: {why}. No metric can be computed from zero samples, so "
-        f"nothing was scored or saved as best. Replace or remove the unreadable files, or point --data at a "
+        f"none is reported and no best.pt is chosen on it. Replace or remove the unreadable files, or point --data at a "
         f"folder whose {split}/ split has readable images.")
 
 
