@@ -158,7 +158,7 @@ class Outputs:
     def path(self, out: PathLike, suffix: str | None = None) -> Iterator[Path]:
         """A temporary path beside ``out`` to write; moved onto ``out`` (atomically) when the block ends
         without an error, removed otherwise. ``suffix`` defaults to ``out``'s (exporters look at it)."""
-        from spmkit.engine_io import TMP_PREFIX, fsync_dir, write_error
+        from spmkit.engine_io import TMP_PREFIX, fsync_dir, umask, write_error
 
         full = self._checked(out)
         try:
@@ -172,7 +172,7 @@ class Outputs:
             raise write_error(full, e) from None
         tmp = Path(tmp_name)
         try:
-            os.chmod(tmp, 0o666 & ~_umask())
+            os.chmod(tmp, 0o666 & ~umask())
             yield tmp
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
@@ -232,8 +232,3 @@ class Outputs:
     def __exit__(self, *exc: object) -> None:
         self.flush()
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
