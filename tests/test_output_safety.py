@@ -18,7 +18,7 @@ from imagefolder_util import make_imagefolder, train_args
 from typer.testing import CliRunner
 
 from spmkit.cli.app import app
-from spmkit.output_paths import MANIFEST, Outputs, OutputPathError, made_by_spmkit
+from spmkit.io.output_paths import MANIFEST, Outputs, OutputPathError, made_by_spmkit
 
 runner = CliRunner()
 USER = b"the user's own file\n"
@@ -156,7 +156,7 @@ def test_a_failing_writer_leaves_the_previous_file_and_no_temporary(tmp_path: Pa
 
 
 def test_a_full_disk_is_one_paragraph_and_leaves_nothing(tmp_path: Path, monkeypatch):
-    from spmkit.engine_io import WriteError
+    from spmkit.io.atomic import WriteError
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")

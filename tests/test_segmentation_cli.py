@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from spmkit.cli.app import app
 from spmkit.data.synthetic_dense import make_shapes_ade20k
-from spmkit.output_paths import MANIFEST
+from spmkit.io.output_paths import MANIFEST
 
 runner = CliRunner()
 SMALL = ["--set", "scale=[96,64]", "--set", "crop_size=[64,64]", "--set", "fpn_channels=16",

@@ -23,7 +23,7 @@ from typing import Literal, Sequence
 import torch
 
 from spmkit.errors import SpmkitError
-from spmkit.export.source import ExportSource, load_source
+from spmkit.export.model_source import ExportSource, load_source
 
 Format = Literal["onnx", "exported-program"]
 FORMATS: tuple[str, ...] = ("onnx", "exported-program")
@@ -86,8 +86,8 @@ def export_model(
     the largest absolute difference exceeds ``atol``. The file is exported and checked under a temporary name
     and only then moved onto ``output``: a failed or mismatching export leaves nothing (and any previous
     file) behind. ``output`` is never the source; an existing file ``spmkit export`` did not write is replaced
-    only with ``force`` (see ``spmkit.output_paths``)."""
-    from spmkit.output_paths import Outputs
+    only with ``force`` (see ``spmkit.io.output_paths``)."""
+    from spmkit.io.output_paths import Outputs
 
     if fmt not in FORMATS:
         raise SpmkitError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}.")
@@ -126,7 +126,7 @@ def export_model(
         except Exception as err:  # noqa: BLE001 - any exporter failure becomes one paragraph naming the cause
             disk = err if isinstance(err, OSError) else err.__cause__ or err.__context__
             if isinstance(disk, OSError) and disk.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
-                from spmkit.engine_io import write_error  # the disk, not the model: exit 2, nothing written
+                from spmkit.io.atomic import write_error  # the disk, not the model: exit 2, nothing written
 
                 raise write_error(output, disk, kept=output.exists()) from None
             raise ExportError(_explain(err, src, exporter, fmt)) from None

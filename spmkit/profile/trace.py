@@ -32,9 +32,9 @@ def record_trace(fn: Callable[[], object], out_dir: str | Path, name: str, *, de
                  outputs=None) -> dict[str, Path]:
     """Profile ``wait + warmup + active`` calls of ``fn``; returns the paths written (tensorboard dir,
     chrome trace, ops table). The trace and table are written atomically through ``outputs`` (a
-    ``spmkit.output_paths.Outputs``; see :func:`trace_files` to claim them first); the TensorBoard files
+    ``spmkit.io.output_paths.Outputs``; see :func:`trace_files` to claim them first); the TensorBoard files
     have new, time-stamped names."""
-    from spmkit.output_paths import Outputs
+    from spmkit.io.output_paths import Outputs
 
     outs = outputs if outputs is not None else Outputs("profile")
     out = Path(out_dir)

@@ -113,7 +113,7 @@ def csv_text(table: Table) -> str:
 
 def write_csv(table: Table, path: Path) -> Path:
     """Write :func:`csv_text` to ``path`` atomically (no ownership check: the sweep runner checks first)."""
-    from spmkit.engine_io import write_text_atomic
+    from spmkit.io.atomic import write_text_atomic
 
     write_text_atomic(path, csv_text(table))
     return path

@@ -20,15 +20,15 @@ from typing import Any, Callable, Literal
 
 import yaml
 
-from spmkit.engine_io import write_text_atomic
-from spmkit.output_paths import Outputs
+from spmkit.io.atomic import write_text_atomic
+from spmkit.io.output_paths import Outputs
 from spmkit.sweep.cost import MetaCost, ProfileSettings, profile_variants, validate
 from spmkit.sweep.errors import SweepError
 from spmkit.sweep.grid import Grid, Run, expand, runs_of
 from spmkit.sweep.lock import SweepLock
 from spmkit.sweep.results import Table, build_table, csv_text, markdown
 from spmkit.sweep.spec import SweepSpec
-from spmkit.sweep.train import RunJob, TrainSettings, finished_metrics, read_result
+from spmkit.sweep.run_job import RunJob, TrainSettings, finished_metrics, read_result
 
 Mode = Literal["dry-run", "profile-only", "train"]
 
@@ -50,7 +50,7 @@ class SweepOptions:
     time_min: int = 24 * 60
     cpus_per_run: int | None = None
     command: str | None = None  # shown in results.md
-    force: bool = False  # replace files in ``output`` that spmkit sweep did not write (spmkit.output_paths)
+    force: bool = False  # replace files in ``output`` that spmkit sweep did not write (spmkit.io.output_paths)
 
 
 @dataclass
@@ -92,7 +92,7 @@ def _check(spec: SweepSpec, opts: SweepOptions) -> None:
 def _check_recipes(spec: SweepSpec, grid: Grid) -> None:
     """Move variants whose recipe overrides do not validate to ``grid.invalid``."""
     import spmkit.tasks  # noqa: F401
-    from spmkit.engine.recipe import load_recipe
+    from spmkit.tasks.recipe import load_recipe
     from spmkit.errors import SpmkitError
     from spmkit.registry import TASKS
 
@@ -112,7 +112,7 @@ def _fit_batch_to_data(spec: SweepSpec, opts: SweepOptions, say: Callable[[str],
     if spec.task != "classification" or "batch_size" in spec.recipe_overrides or "batch_size" in spec.recipe_axes:
         return spec
     from spmkit.data.imagenet import find_classes, scan_split
-    from spmkit.engine.recipe import load_recipe
+    from spmkit.tasks.recipe import load_recipe
     from spmkit.sweep.spec import value_text
     from spmkit.tasks.classification import ClassificationRecipe
 
@@ -184,14 +184,14 @@ def run_sweep(spec: SweepSpec, opts: SweepOptions, progress: Callable[[str], Non
 
 def _claim_outputs(spec: SweepSpec, opts: SweepOptions, out: Path) -> Outputs:
     """Check every file this sweep writes in ``out``: none may be an input, and one that exists must have been
-    written by spmkit sweep (unless ``opts.force``); see ``spmkit.output_paths``."""
+    written by spmkit sweep (unless ``opts.force``); see ``spmkit.io.output_paths``."""
     inputs = [p for p in (spec.base, spec.recipe, opts.data) if p and Path(p).exists()]
     outs = Outputs("sweep", inputs=inputs, force=opts.force)
     names = ["sweep.yaml", "results.csv", "results.md"]
     if opts.mode == "profile-only" or opts.profile:
         names.append("profile.json")
     if opts.mode == "train":
-        from spmkit.sweep.plot import plot_names
+        from spmkit.sweep.charts import plot_names
 
         names += plot_names(_primary_metric(spec.task)[0])
     for name in names:
@@ -264,7 +264,7 @@ def _run_locked(spec: SweepSpec, opts: SweepOptions, grid: Grid, costs: dict[str
         outcome.files.append(outs.write_text(out / "results.csv", csv_text(table)))
         outcome.files.append(outs.write_text(out / "results.md", markdown(table, title, opts.command)))
     if opts.mode == "train":
-        from spmkit.sweep.plot import plot_sweep
+        from spmkit.sweep.charts import plot_sweep
 
         metric, maximize = _primary_metric(spec.task)
         outcome.files += plot_sweep(table.rows, table.axes, metric, out, title, maximize, outs)

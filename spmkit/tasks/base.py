@@ -1,6 +1,6 @@
 """The contract between the task-agnostic engine and a task (classification, detection, segmentation).
 
-The engine (``spmkit.engine.trainer``) owns everything that does not depend on the task: run folders,
+The engine (``spmkit.train.trainer``) owns everything that does not depend on the task: run folders,
 launch and DDP, the optimiser / scheduler / EMA / AMP step, gradient accumulation and clipping, progress
 bar, ``metrics.jsonl`` / CSV / TensorBoard, checkpoints and resume. A task is a ``Task`` subclass
 registered by name::
@@ -41,7 +41,7 @@ Rules a task must keep:
   ``ctx.all_gather_object`` (predictions, e.g. for COCO evaluation), and returns the same ``dict[str,
   float]`` on every rank (at least on rank 0, which logs it). It must include ``best_metric``, and
   ``val_images`` (samples scored) and ``val_skipped`` (unreadable samples left out): when ``val_images`` is
-  0 the base class raises a ``DataError`` instead of returning metrics (``spmkit.engine.scored``).
+  0 the base class raises a ``DataError`` instead of returning metrics (``spmkit.train.scored``).
 - ``best_metric`` names the metric that decides ``best.pt``; ``best_mode`` is ``"max"`` or ``"min"``.
 - Errors the user causes raise ``spmkit.errors.DataError`` / ``SpmkitError`` subclasses, never asserts.
 """
@@ -57,10 +57,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from spmkit.engine.recipe import TrainRecipe
+from spmkit.tasks.recipe import TrainRecipe
 
 if TYPE_CHECKING:
-    from spmkit.engine.distributed import DistContext
+    from spmkit.train.distributed import DistContext
 
 Split = Literal["train", "val"]
 
@@ -146,10 +146,10 @@ class Task(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Every task's ``evaluate`` refuses to report metrics computed from zero samples (see
-        :mod:`spmkit.engine.scored`): a split with no readable sample is a ``DataError``, in train and eval."""
+        :mod:`spmkit.train.scored`): a split with no readable sample is a ``DataError``, in train and eval."""
         super().__init_subclass__(**kwargs)
         if "evaluate" in cls.__dict__ and not getattr(cls.__dict__["evaluate"], "__isabstractmethod__", False):
-            from spmkit.engine.scored import scored_only
+            from spmkit.train.scored import scored_only
 
             cls.evaluate = scored_only(cls.__dict__["evaluate"])  # type: ignore[method-assign]
 
@@ -186,7 +186,7 @@ class Task(ABC):
 
     def load_init_weights(self, model: nn.Module, path: str | Path) -> dict[str, list[str]]:
         """Load starting weights non-strictly; returns ``{"missing": [...], "unexpected": [...]}``."""
-        from spmkit.engine.init_weights import load_init_weights
+        from spmkit.convert.init_weights import load_init_weights
 
         return load_init_weights(self.init_target(model), path)
 

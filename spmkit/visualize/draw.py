@@ -10,7 +10,7 @@ import numpy as np
 from spmkit.visualize.kind import Panel, Row
 
 if TYPE_CHECKING:
-    from spmkit.output_paths import Outputs
+    from spmkit.io.output_paths import Outputs
 
 
 def _stretch(heat: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -70,7 +70,7 @@ def save_rows(rows: list[Row], output: str | Path, title: str = "", outputs: "Ou
                         ha="right", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    from spmkit.output_paths import Outputs
+    from spmkit.io.output_paths import Outputs
 
     outs = outputs if outputs is not None else Outputs("visualize")
     try:

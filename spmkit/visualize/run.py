@@ -13,7 +13,7 @@ import torch
 from spmkit.errors import SpmkitError
 from spmkit.visualize.draw import save_rows
 from spmkit.visualize.kind import KINDS, Inputs, Options, require_kind
-from spmkit.visualize.source import LoadedModel, builtin_image, from_blueprint, from_checkpoint, normalise, read_image
+from spmkit.visualize.inputs import LoadedModel, builtin_image, from_blueprint, from_checkpoint, normalise, read_image
 
 
 @dataclass
@@ -59,7 +59,7 @@ def visualize(
     ``json_output`` also writes the returned numbers there. A kind the model lacks raises
     ``KindNotAvailableError`` before anything is computed. Neither output may be an input (an image, the
     checkpoint, a blueprint file); an existing file that ``spmkit visualize`` did not write is replaced only
-    with ``force`` (see ``spmkit.output_paths``).
+    with ``force`` (see ``spmkit.io.output_paths``).
     """
     opts = options or Options()
     if (blueprint is None) == (checkpoint is None):
@@ -68,7 +68,7 @@ def visualize(
         raise SpmkitError(f"-o {output}: visualize writes a PNG; give a .png path.")
     if checkpoint is not None and overrides:
         raise SpmkitError("--set changes a blueprint; a checkpoint's model is drawn as it was trained.")
-    from spmkit.output_paths import Outputs
+    from spmkit.io.output_paths import Outputs
 
     blueprint_files = [b for b in (blueprint, *compare) if b is not None and Path(b).is_file()]
     outs = Outputs("visualize", inputs=[*images, checkpoint, *blueprint_files], force=force)
@@ -79,7 +79,7 @@ def visualize(
     if not all(0.0 <= q <= 1.0 for q in opts.query):
         raise SpmkitError(f"--query Y X takes fractions of the image height and width in 0..1 (0.5 0.5 is the "
                           f"centre); got {opts.query[0]:g} {opts.query[1]:g}.")
-    from spmkit.engine.devices import resolve_device
+    from spmkit.io.devices import resolve_device
 
     dev = resolve_device(device)
     main: LoadedModel = (from_blueprint(blueprint, overrides, opts.seed) if blueprint is not None

@@ -31,7 +31,7 @@ def convert(
 
     from spmkit.convert import load_weights
     from spmkit.factory import create_model
-    from spmkit.output_paths import Outputs
+    from spmkit.io.output_paths import Outputs
 
     outs = Outputs("convert", inputs=[checkpoint, blueprint if Path(blueprint).is_file() else None], force=force)
     outs.claim(output)

@@ -21,7 +21,7 @@ def plot(
     force: Annotated[bool, typer.Option("--force", help="Replace PNGs of the same names that spmkit plot did "
                                                      "not write.")] = False,
 ) -> None:
-    from spmkit.engine.plot import plot_run
+    from spmkit.train.curves import plot_run
 
     for path in plot_run(run_dir, out, force=force):
         typer.echo(str(path))

@@ -36,8 +36,8 @@ def predict(
     force: Annotated[bool, typer.Option("--force", help="Replace output PNGs even if spmkit predict did not write them (never an input).")] = False,
     json_: JsonOption = False,
 ) -> None:
-    from spmkit.engine.devices import check_devices
-    from spmkit.engine.predict import predict as run_predict
+    from spmkit.io.devices import check_devices
+    from spmkit.infer.predict import predict as run_predict
 
     device = pick_device(device, devices)
     check_devices(device)

@@ -149,10 +149,10 @@ def register(app: typer.Typer) -> None:
                                repeats=repeats, max_seconds=max_seconds or None, train=train, memory=memory,
                                breakdown=breakdown)
         quiet = json_output or csv == Path("-")
-        from spmkit.output_paths import Outputs
+        from spmkit.io.output_paths import Outputs
         from spmkit.profile.trace import trace_files
 
-        # every file this run writes is checked before anything is measured (spmkit.output_paths)
+        # every file this run writes is checked before anything is measured (spmkit.io.output_paths)
         outs = Outputs("profile", inputs=[e.spec for e in resolved if e.spec and Path(e.spec).is_file()], force=force)
         if csv is not None and csv != Path("-"):
             outs.claim(csv, "--csv")
@@ -168,7 +168,7 @@ def register(app: typer.Typer) -> None:
                 print(f"[profile] {msg}", file=sys.stderr)
 
         if sweep_resolution:
-            from spmkit.profile.sweep import plot_sweep, sweep_resolution as sweep
+            from spmkit.profile.resolution import plot_sweep, sweep_resolution as sweep
 
             sizes = [s[0] for s in _sizes([sweep_resolution])]
             if not sizes:

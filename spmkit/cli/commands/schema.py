@@ -18,7 +18,7 @@ def schema(
     """Print the JSON Schema of blueprints (point your editor's YAML plugin at it for autocompletion)."""
     from spmkit.blueprint.jsonschema import blueprint_json_schema
 
-    from spmkit.output_paths import Outputs
+    from spmkit.io.output_paths import Outputs
 
     outs = Outputs("schema", force=force)
     if output:
