@@ -4,7 +4,9 @@ Merge rules for ``extends`` (and documented in docs/blueprints.md):
 - mappings merge key by key; lists and scalars in the child replace the base's;
 - a component mapping in the child that names a ``type`` replaces the base's component wholesale;
 - top-level keys with dots (``stages.2.depth: 4``) are overrides applied after the merge, like ``--set``;
-- a dotted override that changes a component's ``type`` drops that component's old parameters.
+- a dotted override that changes a component's ``type`` drops that component's old parameters;
+- ``reference`` and ``release`` belong to the file that writes them: a child never gets its base's
+  (a child that reproduces a release too writes its own figures).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Sequence
 
 from pydantic import ValidationError
 
-from spmkit.blueprint.schema import Blueprint
+from spmkit.blueprint.schema import OWN_FIELDS, Blueprint
 from spmkit.errors import BlueprintError, FieldIssue, shorten
 from spmkit.overrides import split_override
 from spmkit.safe_yaml import YamlInputError, read_yaml_file
@@ -162,6 +164,8 @@ def read_raw(src: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> tuple[dict
         rel = path.parent / parent
         base_src: str | Path = rel if rel.is_file() else parent
         base, _ = read_raw(base_src, (*_seen, path))
+        for key in OWN_FIELDS:  # the base's figures and release are the base's, never the child's
+            base.pop(key, None)
         data = merge(base, data)
     for key, value in dotted.items():
         set_dotted(data, key, value, str(path))

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SerializerFunctionWrapHandler, field_validator,
                       model_serializer, model_validator)
 
+from spmkit.blueprint.release import Release
 from spmkit.value_types import Float, Int
 
 #: size bounds of a blueprint: far above any published backbone, low enough that building one on the meta
@@ -100,6 +101,10 @@ class StageSpec(BaseModel):
 
 
 INHERITED_STAGE_FIELDS = ("heads", "mlp_ratio", "mixer", "block", "merging", "pos_embed")
+#: fields that describe a blueprint and do not change the model it builds
+METADATA_FIELDS = ("name", "description", "reference", "release")
+#: metadata that belongs to the file writing it: ``extends`` does not pass it on to a child
+OWN_FIELDS = ("reference", "release")
 
 
 class Blueprint(BaseModel):
@@ -132,7 +137,10 @@ class Blueprint(BaseModel):
     head: HeadSpec = HeadSpec()
     out_indices: list[Int(ge=-MAX_STAGES, le=MAX_STAGES)] | None = Field(
         None, description="stages returned as features (default: all)")
-    reference: dict[str, Any] = Field(default_factory=dict, description="metadata: official params, timm name, ...")
+    reference: dict[str, Any] = Field(default_factory=dict, description="metadata: official params, timm name, ...; "
+                                      "the file's own figures (not passed on by extends)")
+    release: Release | None = Field(None, description="the official code, checkpoint layout and published weights "
+                                                      "this blueprint reproduces (not passed on by extends)")
 
     _source: str | None = PrivateAttr(None)
 

@@ -27,6 +27,8 @@ def convert(
     """Convert CHECKPOINT for BLUEPRINT; any tensor left unmatched fails the command (unless --no-strict)."""
     from pathlib import Path
 
+    from spmkit.blueprint.zoo import layout_hint
+    from spmkit.errors import CheckpointError
     from spmkit.output_paths import check_output_path
     from spmkit.convert import load_weights
     from spmkit.engine_io import save_atomic
@@ -34,7 +36,16 @@ def convert(
 
     check_output_path(output, [checkpoint, blueprint if Path(blueprint).is_file() else None], force)
     model = create_model(blueprint, overrides=model_overrides(model_set, set_))
-    report = load_weights(model, checkpoint, from_=from_, strict=strict, ema=ema)
+    release = model.blueprint.release  # data: which layout this blueprint's release writes
+    try:
+        report = load_weights(model, checkpoint, from_=from_, strict=strict, ema=ema)
+    except CheckpointError as err:
+        if from_ is not None or release is None:
+            raise
+        raise CheckpointError(f"{err}{layout_hint(model.blueprint.name, release)}") from None
+    if release is not None and report.layout not in (*release.layouts(), "spmkit"):
+        typer.echo(f"note: read as layout {report.layout}; {model.blueprint.name}'s release data names "
+                   f"{', '.join(release.layouts())}.")
     save_atomic(model.state_dict(), output)
     typer.echo(f"wrote {output}: layout {report.layout}, {len(report.loaded)} tensors loaded, "
                f"{len(report.missing)} freshly initialised, {len(report.unexpected)} unused, "

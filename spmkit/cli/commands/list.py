@@ -1,4 +1,5 @@
-"""``spmkit list``: builtin blueprints, recipes, sweeps and registered components (full paths, never cut)."""
+"""``spmkit list``: builtin blueprints, recipes, sweeps, registered components (full paths, never cut) and the
+published weights the blueprints name."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from spmkit.cli.options import JsonOption
 
 @user_errors
 def list_(json_: JsonOption = False) -> None:
-    """List builtin blueprints, recipes and sweeps (with their files) and every registered component."""
+    """List builtin blueprints, recipes and sweeps (with their files), every registered component, the
+    checkpoint layouts and the published weights of each reproduction blueprint."""
     from rich.console import Console
     from rich.table import Table
 
@@ -37,9 +39,13 @@ def list_(json_: JsonOption = False) -> None:
     import spmkit.convert  # noqa: F401  (fills CONVERTERS)
 
     converters = {name: conv.release for name, conv in CONVERTERS.items()}
+    from spmkit.blueprint.zoo import as_json, metrics_text, releases, weights_rows
+
+    released = releases()
     if json_:
         typer.echo(json.dumps({"blueprints": blueprints, "recipes": recipes, "sweeps": sweeps,
-                               "components": components, "converters": converters}, indent=2))
+                               "components": components, "converters": converters,
+                               "weights": as_json(released)}, indent=2))
         return
     # a table never cuts a name or a path: wide enough for the longest row, folded on a narrow terminal
     longest = max(len(k) + len(v) for k, v in {**blueprints, **recipes, **sweeps}.items())
@@ -68,6 +74,16 @@ def list_(json_: JsonOption = False) -> None:
     for name, release in converters.items():
         v.add_row(name, release)
     console.print(v)
+    w = Table(title="published weights (the blueprints' release blocks; spmkit convert FILE -b BLUEPRINT)",
+              title_justify="left")
+    for col in ("blueprint", "weights", "layout", "published", "url"):
+        w.add_column(col, overflow="fold")
+    for name, release, weights in weights_rows(released):
+        w.add_row(name, weights.tag, release.layout_of(weights), metrics_text(weights), weights.url)
+    for name, release in released.items():
+        if not release.weights:
+            w.add_row(name, "-", release.layout, f"no published weights ({release.code.repo})", "-")
+    console.print(w)
 
 
 def register(app: typer.Typer) -> None:
