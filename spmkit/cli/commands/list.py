@@ -49,7 +49,9 @@ def list_(json_: JsonOption = False) -> None:
         return
     # a table never cuts a name or a path: wide enough for the longest row, folded on a narrow terminal
     longest = max(len(k) + len(v) for k, v in {**blueprints, **recipes, **sweeps}.items())
-    console = Console(width=None if sys.stdout.isatty() else max(120, longest + 10))
+    rows = [(n, w.tag, r.layout_of(w), metrics_text(w), w.url) for n, r, w in weights_rows(released)]
+    longest_weights = max((sum(len(c) for c in row) + 16 for row in rows), default=0)
+    console = Console(width=None if sys.stdout.isatty() else max(120, longest + 10, longest_weights))
     for title, items in (("builtin blueprints (spmkit build NAME)", blueprints),
                          ("builtin recipes (spmkit train --recipe NAME)", recipes),
                          ("builtin sweeps (spmkit sweep NAME)", sweeps)):
@@ -78,8 +80,8 @@ def list_(json_: JsonOption = False) -> None:
               title_justify="left")
     for col in ("blueprint", "weights", "layout", "published", "url"):
         w.add_column(col, overflow="fold")
-    for name, release, weights in weights_rows(released):
-        w.add_row(name, weights.tag, release.layout_of(weights), metrics_text(weights), weights.url)
+    for row in rows:
+        w.add_row(*row)
     for name, release in released.items():
         if not release.weights:
             w.add_row(name, "-", release.layout, f"no published weights ({release.code.repo})", "-")
