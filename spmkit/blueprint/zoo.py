@@ -1,12 +1,11 @@
 """The builtin blueprints' releases and published weights, read from their ``release:`` blocks (data, not code).
 
-``releases()`` is what ``spmkit list``, ``spmkit convert``'s layout hint, the tests' official layouts and
-docs/zoo.md (``zoo_markdown``, written by ``benchmarks/zoo_docs.py``) read.
+``releases()`` is what ``spmkit list``, the tests' official layouts and docs/zoo.md (``benchmarks/zoo_docs.py``)
+read; ``spmkit convert`` reads the blueprint's own release for its layout hint.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any, Iterator
 
 from spmkit.blueprint.release import Release, Weights
@@ -22,13 +21,6 @@ def releases() -> dict[str, Release]:
         if release is not None:
             out[name] = release
     return out
-
-
-def release_of(src: str | os.PathLike) -> Release | None:
-    """The release a blueprint (builtin name or file) names itself; ``None`` for variants and tiny models."""
-    from spmkit.blueprint.loader import load_blueprint
-
-    return load_blueprint(src).release
 
 
 def weights_rows(items: dict[str, Release] | None = None) -> Iterator[tuple[str, Release, Weights]]:
@@ -65,4 +57,5 @@ def layout_hint(name: str, release: Release | None) -> str:
 
 def as_json(items: dict[str, Release] | None = None) -> dict[str, Any]:
     """``{blueprint: release}`` as plain JSON (``spmkit list --json``)."""
-    return {n: r.model_dump(mode="json", exclude_none=True) for n, r in (releases() if items is None else items).items()}
+    items = releases() if items is None else items
+    return {n: r.model_dump(mode="json", exclude_none=True) for n, r in items.items()}
