@@ -148,7 +148,7 @@ def load_file(path: Path) -> types.ModuleType:
 
 def _config(checkout: Path, rel: str, section: str) -> dict[str, Any]:
     """``MODEL.<section>`` of an official YAML config, keys lower-cased (read with spmkit's bounded reader)."""
-    from spmkit.safe_yaml import read_yaml_file
+    from spmkit.io.safe_yaml import read_yaml_file
 
     data = read_yaml_file(checkout / rel) or {}
     return {k.lower(): v for k, v in ((data.get("MODEL") or {}).get(section) or {}).items()}

@@ -18,7 +18,7 @@ from spmkit.blueprint.schema import OWN_FIELDS
 from spmkit.builder import build_model
 from spmkit.cli.app import app
 from spmkit.errors import BlueprintError
-from spmkit.safe_yaml import read_yaml_file
+from spmkit.io.safe_yaml import read_yaml_file
 
 from conftest import all_blueprint_files
 

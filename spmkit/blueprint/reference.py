@@ -14,7 +14,7 @@ from typing import Any
 
 from spmkit.blueprint.schema import METADATA_FIELDS, Blueprint
 from spmkit.errors import SpmkitError
-from spmkit.safe_yaml import read_yaml_file
+from spmkit.io.safe_yaml import read_yaml_file
 
 _IGNORED = METADATA_FIELDS
 

@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from spmkit.value_types import Float, Int
+from spmkit.io.value_types import Float, Int
 
 _NAME = r"^[A-Za-z0-9_.\-]+$"
 _URL = r"^https://\S+$"

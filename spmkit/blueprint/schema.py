@@ -13,7 +13,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SerializerFunct
                       model_serializer, model_validator)
 
 from spmkit.blueprint.release import Release
-from spmkit.value_types import Float, Int
+from spmkit.io.value_types import Float, Int
 
 #: size bounds of a blueprint: far above any published backbone, low enough that building one on the meta
 #: device (to count its parameters before allocating them) stays fast
