@@ -20,6 +20,7 @@ from spmkit.blueprint.schema import Blueprint, ComponentSpec, MixerSpec
 from spmkit.errors import BlueprintError, FieldIssue
 from spmkit.layers.drop import drop_path_rates
 from spmkit.registry import ACTS, COMPONENT_REGISTRIES, load_components
+from spmkit.user_code import import_all
 
 
 class _Build:
@@ -84,6 +85,7 @@ def build_model(bp: Blueprint, *, device: Any = None, dtype: torch.dtype | None 
     other device the model is first counted on ``meta`` and refused (``ResourceError``, with the estimate)
     when it would not fit in the device's memory."""
     load_components()
+    import_all(bp.imports)  # a Blueprint made without load_blueprint (pickled, built in code): its components
     if torch.device(device if device is not None else "cpu").type != "meta":
         from spmkit.sizing import check_fits
 

@@ -16,7 +16,7 @@ from spmkit.engine.run_model import load_run_model
 from spmkit.engine.sampler import ShardSampler
 from spmkit.engine.worker_errors import SafeLoader
 from spmkit.errors import SpmkitError
-from spmkit.registry import TASKS
+from spmkit.user_code import task_class
 from spmkit.tasks.base import ModelSpec
 
 import spmkit.tasks  # noqa: F401  (registers the tasks)
@@ -46,7 +46,7 @@ def evaluate(*, data: str | Path, checkpoint: str | Path | None = None, model: M
         t, net, info = run.task, run.model, run.info
         recipe = t.recipe
     else:
-        task_cls = TASKS.get(task or "classification")
+        task_cls = task_class(task or "classification")
         recipe = load_recipe(task_cls.recipe_class, None, extra)
         t = task_cls(recipe)
         info = t.eval_data_info(Path(data), None)

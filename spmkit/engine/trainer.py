@@ -24,7 +24,7 @@ from spmkit.engine.reporter import FileLog, LogReporter, NullReporter, Reporter,
 from spmkit.engine.run_dir import LOG, RunDir, probe_lock
 from spmkit.engine.training import build_training
 from spmkit.errors import CheckpointError, SpmkitError
-from spmkit.registry import TASKS
+from spmkit.user_code import task_class
 from spmkit.tasks.base import ModelSpec, Task
 
 __all__ = ["FAULT_ENV", "TrainConfig", "preflight", "train"]
@@ -61,7 +61,7 @@ def _check_resume(cfg: TrainConfig, run: RunDir) -> Path | None:
 def preflight(cfg: TrainConfig) -> None:
     """The checks a launcher runs once before starting processes, so that bad input gives one message
     instead of one per process: task name, run folder / resume, recipe, data folder, blueprint and its size."""
-    task_cls: type[Task] = TASKS.get(cfg.task)
+    task_cls: type[Task] = task_class(cfg.task)
     probe_lock(Path(cfg.output))  # the processes would fail one by one on a folder another run writes
     run = RunDir(cfg.output, enabled=False)
     resume_path = _check_resume(cfg, run)

@@ -28,7 +28,7 @@ from spmkit.engine.run_summary import summary_lines
 from spmkit.engine.sampler import ShardSampler
 from spmkit.engine.worker_errors import SafeLoader
 from spmkit.errors import CheckpointError, DataError
-from spmkit.registry import TASKS
+from spmkit.user_code import task_class
 from spmkit.tasks.base import ModelSpec, Task, unwrap
 
 if TYPE_CHECKING:
@@ -229,7 +229,7 @@ def _wrap(t: Training) -> nn.Module:
 def build_training(cfg: "TrainConfig", ctx: DistContext, rep: Reporter, run: RunDir,
                    resume_path: Path | None) -> Training:
     """Build every part of the run (and restore them from ``resume_path``), in the order resume relies on."""
-    task_cls: type[Task] = TASKS.get(cfg.task)
+    task_cls: type[Task] = task_class(cfg.task)
     ckpt: dict[str, Any] | None = load_checkpoint(resume_path) if resume_path is not None else None
     if ckpt is not None and ckpt.get("task") != cfg.task:
         raise CheckpointError(f"{resume_path} is a {ckpt.get('task')!r} run, not {cfg.task!r}.")

@@ -38,7 +38,8 @@ class SweepSpec(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict, description="blueprint overrides of every variant")
     axes: dict[str, list[Any]] = Field(default_factory=dict, description="blueprint KEY -> values to vary")
     zip: bool = Field(False, description="pair the i-th values of all axes instead of the full grid")
-    task: str = "classification"
+    task: str = Field("classification", description="task name, or SOURCE:NAME (a .py file relative to this "
+                                                  "file, or a module) registering it")
     recipe: str | None = Field(None, description="recipe YAML path or builtin recipe name")
     recipe_overrides: dict[str, Any] = Field(default_factory=dict, description="recipe overrides of every run")
     recipe_axes: dict[str, list[Any]] = Field(default_factory=dict, description="recipe KEY -> values to vary")
@@ -86,6 +87,7 @@ def find_sweep_file(src: str) -> Path | None:
         if path.suffix not in (".yaml", ".yml"):
             return None
         from spmkit.safe_yaml import read_yaml_file
+    from spmkit.user_code import is_file_entry, split_task
 
         data = read_yaml_file(path)  # a file that cannot be read is an error naming it, whatever it holds
         return path if isinstance(data, dict) and "base" in data else None
@@ -96,6 +98,7 @@ def load_sweep_file(path: Path) -> SweepSpec:
     """Read and validate a sweep file; ``base`` and ``recipe`` paths become relative to the file."""
     from spmkit.errors import SpmkitError
     from spmkit.safe_yaml import read_yaml_file
+    from spmkit.user_code import is_file_entry, split_task
 
     try:
         data = read_yaml_file(path)  # bounded: size, depth, alias expansion, UTF-8
@@ -119,6 +122,9 @@ def load_sweep_file(path: Path) -> SweepSpec:
         value = getattr(spec, field)
         if value and not Path(value).is_absolute() and (path.parent / value).is_file():
             updates[field] = str((path.parent / value).resolve())
+    source, name = split_task(spec.task)
+    if source is not None and is_file_entry(source) and (path.parent / source).is_file():
+        updates["task"] = f"{(path.parent / source).resolve()}:{name}"
     if spec.name is None:
         updates["name"] = path.stem
     return spec.model_copy(update=updates)
