@@ -87,7 +87,6 @@ def find_sweep_file(src: str) -> Path | None:
         if path.suffix not in (".yaml", ".yml"):
             return None
         from spmkit.safe_yaml import read_yaml_file
-    from spmkit.user_code import is_file_entry, split_task
 
         data = read_yaml_file(path)  # a file that cannot be read is an error naming it, whatever it holds
         return path if isinstance(data, dict) and "base" in data else None
