@@ -201,3 +201,31 @@ def test_two_processes_train_a_user_mixer_with_a_user_task(tmp_path: Path, monke
     assert res.exit_code == 0, res.output
     assert "top1" in json.loads(res.output.strip().splitlines()[-1])
     assert TASKS.get("my_classification").best_metric == "top5"
+
+
+def test_create_model_and_timm_names_from_another_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import timm
+
+    import spmkit
+
+    bp_file = _project(tmp_path / "proj")
+    monkeypatch.chdir(tmp_path / "proj")
+    name = spmkit.register_blueprint("ext.yaml", name="user_ext_test")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    x = torch.randn(1, 3, 64, 64)
+    for model in (spmkit.create_model(bp_file, num_classes=3), timm.create_model(name, num_classes=3)):
+        assert type(model.stages[0].blocks[0].attn).__name__ == "PooledAttention"
+        assert model(x).shape == (1, 3)
+
+
+def test_a_sweep_file_names_a_task_file_relative_to_itself(tmp_path: Path) -> None:
+    from spmkit.sweep.spec import load_sweep_file
+
+    sweep = tmp_path / "sweeps" / "s.yaml"
+    sweep.parent.mkdir()
+    (sweep.parent / "my_tasks.py").write_text(TASK)
+    sweep.write_text("base: tiny_pvt\ntask: my_tasks.py:my_classification\naxes: {mlp_ratio: [1, 2]}\n")
+    spec = load_sweep_file(sweep)
+    assert spec.task == f"{(sweep.parent / 'my_tasks.py').resolve()}:my_classification"
+    assert user_code.task_class(spec.task).best_metric == "top5"
