@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from spmkit.data.imagenet import ImageFolderDataset, find_classes
 from spmkit.data.posterize import patch_posterize
 from spmkit.data.unreadable import LeaveOutCollate
+from spmkit.tasks.skip_count import SkipCount
 from spmkit.engine.recipe import TrainRecipe
 from spmkit.errors import DataError, shorten
 from spmkit.registry import TASKS
@@ -100,7 +101,7 @@ class ClassificationTask(Task):
         super().__init__(recipe)
         self.mixup_fn = None
         self.train_loss_fn: nn.Module = nn.CrossEntropyLoss()
-        self._skipped = 0
+        self._skips = SkipCount()
 
     def data_info(self, data_dir: Path) -> dict[str, Any]:
         classes = find_classes(Path(data_dir) / "train")
@@ -195,8 +196,8 @@ class ClassificationTask(Task):
             self.train_loss_fn = nn.CrossEntropyLoss()
 
     def training_loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        images, targets, skipped = batch
-        self._skipped += int(skipped.sum())
+        images, targets, _ = batch
+        self._skips.add(batch)
         if self.mixup_fn is not None:
             images, targets = self._mix(images, targets)
         logits = model(images)
@@ -243,7 +244,4 @@ class ClassificationTask(Task):
         }
 
     def end_of_epoch(self, ctx) -> dict[str, float]:
-        t = torch.tensor([float(self._skipped)], dtype=torch.float64, device=ctx.device)
-        ctx.all_reduce_sum(t)
-        self._skipped = 0
-        return {"train_skipped": float(t)}
+        return self._skips.end_of_epoch(ctx)
