@@ -229,3 +229,12 @@ def test_a_sweep_file_names_a_task_file_relative_to_itself(tmp_path: Path) -> No
     spec = load_sweep_file(sweep)
     assert spec.task == f"{(sweep.parent / 'my_tasks.py').resolve()}:my_classification"
     assert user_code.task_class(spec.task).best_metric == "top5"
+
+
+def test_imports_are_not_a_change_against_the_reference(tmp_path: Path) -> None:
+    bp_file = _project(tmp_path, blueprint="extends: pvt_tiny\nname: mine\nimports: [ext_mixer.py]\n"
+                                           "stages.3.mixer: {type: pooled_attention}\n")
+    res = CliRunner().invoke(app, ["build", str(bp_file)])
+    assert res.exit_code == 0, res.output
+    assert "variant of pvt_tiny: changes stages.3.mixer" in " ".join(res.output.split())
+    assert "changes imports" not in res.output and "imports (" not in res.output

@@ -15,7 +15,7 @@ from spmkit.blueprint.schema import Blueprint
 from spmkit.errors import SpmkitError
 from spmkit.safe_yaml import read_yaml_file
 
-_IGNORED = ("name", "description", "reference")
+_IGNORED = ("name", "description", "reference", "imports")  # imports: where components come from, not the model
 
 
 @dataclass
