@@ -8,16 +8,16 @@ from typing import Any
 
 import torch
 
+from spmkit.convert.load import load_weights
 from spmkit.engine.devices import resolve_device
 from spmkit.engine.distributed import DistContext
-from spmkit.convert.load import load_weights
 from spmkit.engine.recipe import load_recipe
 from spmkit.engine.run_model import load_run_model
 from spmkit.engine.sampler import ShardSampler
 from spmkit.engine.worker_errors import SafeLoader
 from spmkit.errors import SpmkitError
-from spmkit.user_code import task_class
 from spmkit.tasks.base import ModelSpec
+from spmkit.user_code import task_class
 
 import spmkit.tasks  # noqa: F401  (registers the tasks)
 

@@ -24,8 +24,8 @@ from spmkit.engine.reporter import FileLog, LogReporter, NullReporter, Reporter,
 from spmkit.engine.run_dir import LOG, RunDir, probe_lock
 from spmkit.engine.training import build_training
 from spmkit.errors import CheckpointError, SpmkitError
-from spmkit.user_code import task_class
 from spmkit.tasks.base import ModelSpec, Task
+from spmkit.user_code import task_class
 
 __all__ = ["FAULT_ENV", "TrainConfig", "preflight", "train"]
 

@@ -28,8 +28,8 @@ from spmkit.engine.run_summary import summary_lines
 from spmkit.engine.sampler import ShardSampler
 from spmkit.engine.worker_errors import SafeLoader
 from spmkit.errors import CheckpointError, DataError
-from spmkit.user_code import task_class
 from spmkit.tasks.base import ModelSpec, Task, unwrap
+from spmkit.user_code import task_class
 
 if TYPE_CHECKING:
     from spmkit.engine.trainer import TrainConfig
