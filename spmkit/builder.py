@@ -20,7 +20,7 @@ from spmkit.blueprint.schema import Blueprint, ComponentSpec, MixerSpec
 from spmkit.errors import BlueprintError, FieldIssue
 from spmkit.layers.drop import drop_path_rates
 from spmkit.registry import ACTS, COMPONENT_REGISTRIES, load_components
-from spmkit.user_code import import_all
+from spmkit.io.user_code import import_all
 
 
 class _Build:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from spmkit.file_lock import FileLock, LockBusy
+from spmkit.io.file_lock import FileLock, LockBusy
 
 HOLD = "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); " \
        "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'4242'); print('held', flush=True); time.sleep(60)"
@@ -35,7 +35,7 @@ def test_a_lock_held_by_another_process_names_its_pid_and_the_probe_writes_nothi
 
 
 def test_run_folders_and_sweeps_share_the_lock(tmp_path: Path) -> None:
-    from spmkit.engine.run_dir import LOCK, RunDir, probe_lock
+    from spmkit.train.run_dir import LOCK, RunDir, probe_lock
     from spmkit.sweep.lock import SweepLock
 
     assert issubclass(SweepLock, FileLock)
@@ -43,7 +43,7 @@ def test_run_folders_and_sweeps_share_the_lock(tmp_path: Path) -> None:
     run.acquire()
     try:
         assert (tmp_path / "run" / LOCK).read_text() == str(os.getpid())
-        code = ("import sys; from spmkit.engine.run_dir import probe_lock; from pathlib import Path\n"
+        code = ("import sys; from spmkit.train.run_dir import probe_lock; from pathlib import Path\n"
                 "try:\n    probe_lock(Path(sys.argv[1]))\nexcept Exception as e:\n    print(e)")
         out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], capture_output=True, text=True,
                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}).stdout

@@ -49,10 +49,10 @@ def test_spm_layers_take_their_defaults_from_one_place() -> None:
 
 
 def test_single_table_converters_declare_their_table() -> None:
-    from spmkit.convert.groupmixformer import RULES as GMF
-    from spmkit.convert.pvt_v1 import PVT_V1_RULES
-    from spmkit.convert.pvt_v2 import RULES as PVT2
-    from spmkit.convert.swin import SWIN_RULES
+    from spmkit.convert.layouts.groupmixformer import RULES as GMF
+    from spmkit.convert.layouts.pvt_v1 import PVT_V1_RULES
+    from spmkit.convert.layouts.pvt_v2 import RULES as PVT2
+    from spmkit.convert.layouts.swin import SWIN_RULES
     from spmkit.registry import CONVERTERS
 
     for name, table in (("pvt_v1", PVT_V1_RULES), ("pvt_v2", PVT2), ("groupmixformer", GMF), ("swin", SWIN_RULES)):
@@ -74,7 +74,7 @@ class _Ctx:
 
 
 def test_every_task_counts_skipped_items_the_same_way() -> None:
-    from spmkit.tasks.dense_common import leave_out_collate
+    from spmkit.tasks.dense.common import leave_out_collate
     from spmkit.tasks.skip_count import SkipCount
 
     count = SkipCount()

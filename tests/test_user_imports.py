@@ -14,7 +14,7 @@ from imagefolder_util import FAST, make_imagefolder
 from typer.testing import CliRunner
 
 import spmkit.tasks  # noqa: F401  (registers the builtin tasks before the snapshot below)
-from spmkit import user_code
+from spmkit.io import user_code
 from spmkit.blueprint.loader import load_blueprint
 from spmkit.cli.app import app
 from spmkit.errors import BlueprintError, SpmkitError

@@ -1,4 +1,4 @@
-"""One sweep per output folder: the exclusive lock of ``spmkit.file_lock`` on ``SWEEP/.lock``, held for the
+"""One sweep per output folder: the exclusive lock of ``spmkit.io.file_lock`` on ``SWEEP/.lock``, held for the
 whole sweep.
 
 The lock belongs to the open file, and the training processes a sweep starts inherit that file, so a sweep
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spmkit.file_lock import FileLock, LockBusy
+from spmkit.io.file_lock import FileLock, LockBusy
 from spmkit.sweep.errors import SweepError
 
 
