@@ -8,16 +8,16 @@ from typing import Any
 
 import torch
 
-from spmkit.convert.load import load_weights
-from spmkit.infer.devices import resolve_device
+from spmkit.io.devices import resolve_device
 from spmkit.train.distributed import DistContext
+from spmkit.convert.load import load_weights
 from spmkit.tasks.recipe import load_recipe
 from spmkit.infer.run_model import load_run_model
 from spmkit.train.sampler import ShardSampler
 from spmkit.train.worker_errors import SafeLoader
 from spmkit.errors import SpmkitError
-from spmkit.tasks.base import ModelSpec
 from spmkit.io.user_code import task_class
+from spmkit.tasks.base import ModelSpec
 
 import spmkit.tasks  # noqa: F401  (registers the tasks)
 

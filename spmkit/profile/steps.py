@@ -31,9 +31,9 @@ class StepOptions:
 
 
 def check_device(device: str) -> torch.device:
-    """The torch device for ``device`` (checked by ``spmkit.infer.devices``, the one device check), with a
+    """The torch device for ``device`` (checked by ``spmkit.io.devices``, the one device check), with a
     bare ``cuda`` made the current GPU's index; ``ProfileError`` when this machine does not have it."""
-    from spmkit.infer.devices import DeviceError, resolve_device
+    from spmkit.io.devices import DeviceError, resolve_device
 
     try:
         dev = resolve_device(device)

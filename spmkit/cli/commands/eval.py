@@ -33,7 +33,7 @@ def eval_(
     ema: Annotated[bool, typer.Option("--ema", metavar="", help="evaluate the checkpoint's EMA weights")] = False,
     json_: JsonOption = False,
 ) -> None:
-    from spmkit.infer.devices import check_devices
+    from spmkit.io.devices import check_devices
     from spmkit.infer.evaluate import evaluate
     from spmkit.tasks.base import ModelSpec
 

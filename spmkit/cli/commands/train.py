@@ -45,7 +45,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", metavar="", help="continue the run in --output from its last.pt")] = False,
     auto_resume: Annotated[bool, typer.Option("--auto-resume", metavar="", help="continue if --output has last.pt, else start")] = False,
 ) -> None:
-    from spmkit.infer.devices import check_devices
+    from spmkit.io.devices import check_devices
     from spmkit.train.launch import in_launched_process, launch, plan_launch
 
     if gpus is not None and nproc is not None and gpus != nproc:
