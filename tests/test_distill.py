@@ -139,13 +139,14 @@ def teacher_run(tmp_path_factory) -> tuple[Path, Path]:
     return data, root / "teacher" / "best.pt"
 
 
-def test_teacher_of_other_classes_is_refused_by_the_cli(teacher_run, tmp_path: Path) -> None:
+@pytest.mark.parametrize("launch", [(), ("--devices", "cpu", "--nproc", "2")], ids=["one-process", "launcher"])
+def test_teacher_of_other_classes_is_refused_by_the_cli(teacher_run, tmp_path: Path, launch) -> None:
     _, best = teacher_run
     data4 = make_imagefolder(tmp_path / "data4", classes=4, train_per_class=4, val_per_class=2)
-    res = CliRunner().invoke(app, train_args(data4, tmp_path / "run", 1, 4, "--teacher", str(best)))
+    res = CliRunner().invoke(app, train_args(data4, tmp_path / "run", 1, 4, "--teacher", str(best), *launch))
     assert res.exit_code == 2, res.output
     assert "Traceback" not in res.output
-    assert "3 classes" in res.output and "has 4" in res.output
+    assert res.output.count("predicts 3 classes but the data has 4") == 1  # the launcher: once, no processes
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
