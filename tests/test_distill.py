@@ -20,10 +20,10 @@ from typer.testing import CliRunner
 
 import spmkit.tasks  # noqa: F401  (registers the tasks)
 from spmkit.cli.app import app
-from spmkit.engine.distill import DistillLoss, hard_distill_loss, soft_distill_loss
-from spmkit.engine.hooks import Hook
-from spmkit.engine.teacher import Teacher, TeacherError, load_teacher
-from spmkit.engine.trainer import TrainConfig, train
+from spmkit.train.distill import DistillLoss, hard_distill_loss, soft_distill_loss
+from spmkit.train.hooks import Hook
+from spmkit.train.teacher import Teacher, TeacherError, load_teacher
+from spmkit.train.trainer import TrainConfig, train
 from spmkit.tasks.base import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,7 +219,7 @@ def test_distilled_run_logs_apart_and_resumes_exactly(teacher_run, tmp_path: Pat
 
 def test_distilled_run_resumes_exactly(teacher_run, tmp_path: Path) -> None:
     """Stopped mid-epoch and resumed, a distilled run follows the uninterrupted one (augmentations off: the
-    engine draws those afresh after a resume, see spmkit.engine.trainer)."""
+    engine draws those afresh after a resume, see spmkit.train.trainer)."""
     data, best = teacher_run
     fixed = [f"teacher={best}", "mixup=0", "cutmix=0", "auto_augment=null", "reprob=0", "color_jitter=0",
              "hflip=0", "scale=[1,1]"]

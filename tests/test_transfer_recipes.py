@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spmkit.engine.recipe import load_recipe
+from spmkit.tasks.recipe import load_recipe
 from spmkit.recipes import list_recipes
 from spmkit.tasks.classification import ClassificationRecipe
 
