@@ -72,7 +72,7 @@ def preflight(cfg: TrainConfig) -> None:
     info = task_cls(recipe).data_info(Path(cfg.data))
     if resume_path is None and cfg.model.blueprint and not cfg.model.blueprint.startswith("timm:"):
         import spmkit
-        from spmkit.sizing import check_fits
+        from spmkit.builder import check_fits
 
         check_fits(spmkit.load_blueprint(cfg.model.blueprint, overrides=list(cfg.model.overrides)))
     if getattr(recipe, "teacher", None):  # a teacher for other classes: one message, not one per process
