@@ -43,6 +43,20 @@ class ClassificationRecipe(TrainRecipe):
     scale: tuple[float, float] = (0.08, 1.0)
     hflip: float = Field(0.5, ge=0, le=1)
     crop_pct: float | None = Field(None, gt=0, le=1)
+    # knowledge distillation (spmkit.train.distill); DeiT's defaults: alpha 0.5, tau 1
+    teacher: str | None = Field(None, description="distil from this teacher: a run checkpoint (RUN/best.pt), a "
+                                "blueprint (with teacher_weights) or timm:NAME (with teacher_weights)")
+    teacher_weights: str | None = Field(None, description="the weights of a blueprint or timm: teacher")
+    distill_type: Literal["soft", "hard"] = Field("soft", description="soft: KL at temperature distill_tau; "
+                                                  "hard: cross-entropy against the teacher's argmax (DeiT)")
+    distill_alpha: float = Field(0.5, ge=0, le=1, description="loss = (1 - alpha) task loss + alpha distillation")
+    distill_tau: float = Field(1.0, gt=0, le=100, description="softmax temperature of soft distillation")
+
+    @model_validator(mode="after")
+    def _teacher_weights_need_teacher(self) -> ClassificationRecipe:
+        if self.teacher_weights and not self.teacher:
+            raise ValueError("teacher_weights without teacher: name the teacher's blueprint or timm:NAME too")
+        return self
 
     @model_validator(mode="after")
     def _augmentation_builds(self) -> ClassificationRecipe:
