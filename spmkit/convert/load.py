@@ -98,7 +98,8 @@ def mismatch_message(r: LoadReport, where: str) -> str:
 
 
 def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, torch.Tensor], *,
-                 from_: str | None = None, strict: bool = True, ema: bool = False) -> LoadReport:
+                 from_: str | None = None, strict: bool = True, ema: bool = False,
+                 optional: tuple[str, ...] = ()) -> LoadReport:
     """Load an official, timm or spmkit checkpoint (file, folder or state_dict) into ``model``.
 
     Size-dependent tables (position embeddings, relative-position bias tables) are first resized to the
@@ -106,6 +107,8 @@ def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, torc
     ``strict``: any tensor of the file unused, tensor of the model unset or shape that differs raises
     ``CheckpointError`` listing them, and the model is left untouched. Otherwise tensors that fit are
     loaded and the rest reported (e.g. SPM layers absent from a baseline's weights keep their init).
+    ``optional``: key prefixes of the model that may stay unset even when strict (a backbone release has no
+    classifier: ``("head.",)``).
     """
     where = os.fspath(source) if not isinstance(source, Mapping) else "state_dict"
     sd = read_checkpoint(source, ema=ema) if not isinstance(source, Mapping) else dict(source)
@@ -116,7 +119,7 @@ def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, torc
             from_ = "spmkit"
     layout, converted = convert_state_dict(sd, from_, where)
     converted, resized = resize_tables(model, converted, where)
-    own = model.state_dict()
+    own = {k: v for k, v in model.state_dict().items() if not (optional and k.startswith(optional))}
     report = fit_report(converted, own)
     report.layout, report.resized = layout, resized
     if strict and (report.missing or report.unexpected or report.skipped_shape):
