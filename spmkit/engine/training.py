@@ -142,6 +142,9 @@ def _model(cfg: "TrainConfig", task: Task, ckpt: dict[str, Any] | None, info: di
             if report.get(k):
                 rep.message(f"init from {recipe.init}: {len(report[k])} {k} keys "
                             f"(e.g. {', '.join(report[k][:3])}); these keep their fresh initialisation")
+        if report.get("resized"):  # issue 19: position / relative-position tables moved to this model's size
+            rep.message(f"init from {recipe.init}: {len(report['resized'])} size-dependent tables resized to "
+                        f"the model (e.g. {', '.join(report['resized'][:2])})", "info")
     if recipe.grad_checkpointing and hasattr(model, "set_grad_checkpointing"):
         model.set_grad_checkpointing(True)
     model.to(ctx.device)
