@@ -180,3 +180,27 @@ def test_init_never_skips_a_size_dependent_table(tmp_path: Path) -> None:
     assert report["skipped"] == ["head.fc.weight", "head.fc.bias"]
     assert sorted(report["resized"]) == ["stages.2.blocks.0.attn.relative_position_bias_table",
                                          "stages.3.pos_embed.weight"]
+
+
+def test_train_init_at_another_size_and_window_resizes_and_reports_layer_decay(tmp_path: Path) -> None:
+    """``spmkit train --init W --model-set window_size=8 --set img_size=128 --set layer_decay=0.75``: the
+    relative-position tables are resized (none skipped), and the summary reports the layer decay."""
+    from typer.testing import CliRunner
+
+    from imagefolder_util import make_imagefolder
+    from spmkit.cli.app import app
+
+    data = make_imagefolder(tmp_path / "data", classes=2, train_per_class=2, val_per_class=1, size=32)
+    init = tmp_path / "w64.pth"
+    torch.save(spmkit.create_model("tiny_swin").state_dict(), init)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, [
+        "train", "--blueprint", "tiny_swin", "--init", str(init), "--model-set", "window_size=8",
+        "--set", "img_size=128", "--set", "layer_decay=0.75", "--data", str(data), "--output", str(out),
+        "--epochs", "1", "--batch-size", "2", "--workers", "0", "--set", "warmup_epochs=0"])
+    assert res.exit_code == 0, res.output
+    log = (out / "train.log").read_text()
+    assert "6 size-dependent tables resized" in log  # stages 0-2 (window 4 -> 8); stage 3 stays 4x4
+    assert not any("skipped" in line and "relative_position" in line for line in log.splitlines())
+    assert "2 skipped keys (e.g. head.fc.weight, head.fc.bias)" in log  # 10 classes -> 2: only the head
+    assert "layer decay 0.75 over 8 groups" in log
