@@ -204,3 +204,39 @@ def test_train_init_at_another_size_and_window_resizes_and_reports_layer_decay(t
     assert not any("skipped" in line and "relative_position" in line for line in log.splitlines())
     assert "2 skipped keys (e.g. head.fc.weight, head.fc.bias)" in log  # 10 classes -> 2: only the head
     assert "layer decay 0.75 over 8 groups" in log
+
+
+def test_timm_file_and_local_dir_loading_resize_tables(tmp_path: Path) -> None:
+    """timm's pretrained-file and ``local-dir:`` loading of ``spmkit_*`` models go through the same resizing."""
+    timm = pytest.importorskip("timm")
+    from spmkit.convert.pretrained import save_pretrained
+
+    src = spmkit.create_model("pvt_tiny", overrides=["img_size=64"]).eval()
+    file = tmp_path / "w64.pth"
+    torch.save(src.state_dict(), file)
+    folder = save_pretrained(src, tmp_path / "folder")
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        want = src(x)
+        a = timm.create_model("spmkit_pvt_tiny", img_size=96, pretrained=True,
+                              pretrained_cfg_overlay=dict(file=str(file))).eval()
+        b = timm.create_model(f"local-dir:{folder}", img_size=96, pretrained=True).eval()
+        c = spmkit.create_model(f"local-dir:{folder}", img_size=96).eval()
+        for m in (a, b, c):
+            assert m.state_dict()["stages.0.pos_embed.weight"].shape[1] == 24 * 24
+            assert _rel(m(x), want) < 1e-5
+
+
+def test_convert_cli_with_blueprint_overrides_resizes(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from spmkit.cli.app import app
+
+    torch.save(spmkit.create_model("tiny_pvt").state_dict(), tmp_path / "w64.pth")
+    out = tmp_path / "w128.pt"
+    res = CliRunner().invoke(app, ["convert", str(tmp_path / "w64.pth"), "-b", "tiny_pvt", "--model-set",
+                                   "img_size=128", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "resized 4 size-dependent tables" in res.output and "0 skipped" in res.output
+    model = spmkit.create_model("tiny_pvt", img_size=128)
+    load_weights(model, out, strict=True)
