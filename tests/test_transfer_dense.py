@@ -91,3 +91,19 @@ def test_convert_part_backbone_is_strict(tmp_path: Path) -> None:
     res = runner.invoke(app, ["convert", str(tmp_path / "short.pth"), "--part", "neck", "-b", "pvt_v2_b0",
                               "-o", str(tmp_path / "o.pt")])
     assert res.exit_code == 2 and "known parts: backbone" in res.output
+
+
+def test_convert_part_backbone_of_a_pvt_v1_detection_release_needs_no_strict(tmp_path: Path) -> None:
+    """whai362/PVT ``detection/pvt.py`` keeps no class token, final norm or classifier: strict names them;
+    ``--no-strict`` converts the rest and reports them."""
+    keys = {k: s for k, (s, _) in _layout_keys("pvt_tiny").items()
+            if not k.startswith(("head.", "norm.")) and k != "cls_token"}
+    sd = {f"backbone.{k}": torch.randn(s) for k, s in keys.items()} | {"neck.fpn_convs.0.conv.weight": torch.randn(4)}
+    torch.save({"state_dict": sd}, tmp_path / "retinanet_pvt_t.pth")
+    args = ["convert", str(tmp_path / "retinanet_pvt_t.pth"), "--part", "backbone", "-b", "pvt_tiny",
+            "-o", str(tmp_path / "o.pt")]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "stages.3.cls_token" in res.output and "norm.weight" in res.output
+    res = runner.invoke(app, [*args, "--no-strict"])
+    assert res.exit_code == 0, res.output
+    assert "3 freshly initialised, 0 unused, 0 skipped" in res.output and "1 other tensors dropped (neck 1)" in res.output
