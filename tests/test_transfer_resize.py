@@ -62,6 +62,19 @@ def test_every_size_dependent_table_of_a_tiny_blueprint_round_trips(path: Path) 
         assert _check_round_trip(big, other, f"{path.stem} window"), "a bigger window must change a table"
 
 
+def test_the_tiny_blueprints_build_every_registered_component() -> None:
+    """So the round trip above covers every registered stem, merging, mixer, block and pos_embed class."""
+    from spmkit.registry import BLOCKS, MERGING, MIXERS, POS_EMBEDS, STEMS, load_components
+
+    load_components()
+    built = {type(m) for path in tiny_blueprint_files() for m in spmkit.create_model(path, device="meta").modules()}
+    registered = {(kind.kind, name): cls for kind in (STEMS, MERGING, MIXERS, BLOCKS, POS_EMBEDS)
+                  for name, cls in kind.items()}
+    missing = [f"{kind}:{name}" for (kind, name), cls in registered.items()
+               if isinstance(cls, type) and cls not in built]
+    assert not missing, f"registered components no tiny blueprint builds: {missing}"
+
+
 def test_every_builtin_blueprint_resizes_its_tables_to_384() -> None:
     """Full-size builtin blueprints (built on the meta device: shapes only) at 224 and 384 (Swin's windows
     of 7 at 12, as the papers fine-tune them)."""
