@@ -8,9 +8,9 @@ import pytest
 from timm.optim import param_groups_layer_decay
 
 import spmkit
-from spmkit.engine.layer_decay import layer_decay_scales
-from spmkit.engine.optim import create_optimizer
-from spmkit.engine.recipe import RecipeError, TrainRecipe
+from spmkit.train.layer_decay import layer_decay_scales
+from spmkit.train.optim import create_optimizer
+from spmkit.tasks.recipe import RecipeError, TrainRecipe
 
 
 def _depth(name: str) -> tuple[int, int]:

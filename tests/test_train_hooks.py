@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 import spmkit.tasks  # noqa: F401  (registers the tasks)
 from spmkit.cli.app import app
-from spmkit.engine.hooks import Hook
-from spmkit.engine.trainer import TrainConfig, train
+from spmkit.train.hooks import Hook
+from spmkit.train.trainer import TrainConfig, train
 from spmkit.tasks.base import ModelSpec
 
 

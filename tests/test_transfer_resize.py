@@ -183,7 +183,7 @@ def test_a_table_that_cannot_be_resized_is_an_error_naming_it() -> None:
 
 def test_init_never_skips_a_size_dependent_table(tmp_path: Path) -> None:
     """``--init`` at another size: tables are resized (not 'skipped'); another class count still skips the head."""
-    from spmkit.engine.init_weights import load_init_weights
+    from spmkit.convert.init_weights import load_init_weights
 
     src = spmkit.create_model("tiny_lit")
     path = tmp_path / "w.pth"

@@ -15,7 +15,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from spmkit.convert.checkpoint import read_checkpoint
+from spmkit.convert.reader import read_checkpoint
 from spmkit.convert.load import LoadReport, load_weights
 from spmkit.errors import CheckpointError
 
