@@ -31,7 +31,7 @@ from spmkit.engine.reporter import FileLog, LogReporter, NullReporter, Reporter,
 from spmkit.engine.retention import checkpoint_listing, epoch_checkpoint, prune_epoch_checkpoints
 from spmkit.engine.run_summary import summary_lines
 from spmkit.engine.run_dir import LOG, RunDir, probe_lock, versions
-from spmkit.engine.sampler import ShardSampler
+from spmkit.data.sampling import loader_sampler, process_sampler
 from spmkit.engine.step import TrainStep
 from spmkit.engine.worker_errors import SafeLoader
 from spmkit.errors import CheckpointError, DataError, SpmkitError
@@ -69,7 +69,7 @@ def _worker_init(worker_id: int) -> None:
 
 
 def _loader(dataset, sampler, batch_size: int, workers: int, collate, drop_last: bool, device) -> DataLoader:
-    return SafeLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
+    return SafeLoader(dataset, batch_size=batch_size, sampler=loader_sampler(sampler), num_workers=workers, collate_fn=collate,
                       drop_last=drop_last, pin_memory=device.type == "cuda", worker_init_fn=_worker_init,
                       persistent_workers=False)
 
@@ -188,8 +188,9 @@ def _run(cfg: TrainConfig, ctx: DistContext, rep: Reporter, run: RunDir,
     train_ds = task.build_dataset(data, "train", model, info)
     val_ds = task.build_dataset(data, "val", model, info)
     bs = recipe.batch_size
-    train_sampler = ShardSampler(len(train_ds), ctx.rank, ctx.world_size, shuffle=True, seed=recipe.seed, pad=True)
-    val_sampler = ShardSampler(len(val_ds), ctx.rank, ctx.world_size, shuffle=False, pad=False)
+    train_sampler = process_sampler(train_ds, ctx.rank, ctx.world_size, shuffle=True, seed=recipe.seed, pad=True,
+                                    batch_size=bs)  # folders: a ShardSampler; shards: the stream's own plan
+    val_sampler = process_sampler(val_ds, ctx.rank, ctx.world_size, shuffle=False, pad=False)
     batches = len(train_sampler) // bs // recipe.accum_steps * recipe.accum_steps
     if batches == 0:
         raise DataError(f"{data}/train has {len(train_ds)} images: fewer than one step of "

@@ -1,4 +1,4 @@
-"""Image classification on ImageNet-layout folders with the PVT/DeiT recipe (timm transforms, mixup, losses)."""
+"""Image classification on ImageNet-layout folders, webdataset shards or Hugging Face datasets with the PVT/DeiT recipe (timm transforms, mixup, losses)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from spmkit.data.imagenet import ImageFolderDataset, find_classes
+from spmkit.data.sources import DataSource, open_source
 from spmkit.data.posterize import patch_posterize
 from spmkit.data.unreadable import LeaveOutCollate
 from spmkit.engine.recipe import TrainRecipe
@@ -101,10 +101,18 @@ class ClassificationTask(Task):
         self.mixup_fn = None
         self.train_loss_fn: nn.Module = nn.CrossEntropyLoss()
         self._skipped = 0
+        self._source: DataSource | None = None
+
+    def source(self, data: Path | str) -> DataSource:
+        """The opened ``--data`` (a folder, shards or Hugging Face data; see ``spmkit.data.sources``)."""
+        if self._source is None or self._source.spec != str(data):
+            self._source = open_source(data)
+        return self._source
 
     def data_info(self, data_dir: Path) -> dict[str, Any]:
-        classes = find_classes(Path(data_dir) / "train")
-        find_classes(Path(data_dir) / "val")  # a missing val split fails now, not after the first epoch
+        source = self.source(data_dir)
+        classes = source.classes("train")
+        source.classes("val")  # a missing val split fails now, not after the first epoch
         n = self.recipe.num_classes
         if n is not None and n != len(classes):
             raise DataError(
@@ -115,7 +123,7 @@ class ClassificationTask(Task):
 
     def eval_data_info(self, data_dir: Path, stored: dict[str, Any] | None) -> dict[str, Any]:
         """Checkpoint classes must cover val/; without a checkpoint the val folders are the classes."""
-        classes = find_classes(Path(data_dir) / "val")
+        classes = self.source(data_dir).classes("val")
         if stored is None:
             if self.recipe.num_classes is not None and self.recipe.num_classes != len(classes):
                 raise DataError(f"{data_dir}/val has {len(classes)} class folders but num_classes is "
@@ -160,8 +168,8 @@ class ClassificationTask(Task):
             tf = patch_posterize(tf)  # 0 bits kept gives a black image, not a ValueError (see the module)
         else:
             tf = self.eval_transform(model)
-        return ImageFolderDataset(data_dir, split, info["classes"], transform=tf,
-                                  unreadable="substitute" if split == "train" else "leave_out")
+        return self.source(data_dir).dataset(split, info["classes"], tf,
+                                             "substitute" if split == "train" else "leave_out")
 
     def collate_fn(self, split: Split):
         """Batches ``(images, targets, skipped)``: ``skipped`` counts the batch's unreadable images (left
