@@ -20,4 +20,5 @@ def decode_image(data: bytes | None, where: str) -> Image.Image:
         with Image.open(io.BytesIO(data)) as img:
             return img.convert("RGB")
     except Exception as e:  # noqa: BLE001 - PIL raises many types for broken data
-        raise UnreadableImage(f"{where} ({type(e).__name__}: {str(e)[:200]})") from None
+        detail = "not an image format PIL reads" if "<_io.BytesIO" in str(e) else str(e)[:200]
+        raise UnreadableImage(f"{where} ({type(e).__name__}: {detail})") from None
