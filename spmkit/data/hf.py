@@ -53,12 +53,18 @@ def load_splits(source: str) -> Any:
                 f"(HF_HUB_OFFLINE=1 uses the cache only); a local save_to_disk or parquet folder also works."
             ) from None
     path = Path(source)
+    quiet = not ds.are_progress_bars_disabled()
+    if quiet:  # a local folder loads in moments: no progress bars in the output (--json stays one line)
+        ds.disable_progress_bars()
     try:
         if (path / "dataset_dict.json").is_file():
             return ds.load_from_disk(str(path))
         return ds.load_dataset("parquet", data_dir=str(path))
     except Exception as e:  # noqa: BLE001
         raise DataError(f"cannot read {path} as a Hugging Face dataset: {type(e).__name__}: {str(e)[:300]}") from None
+    finally:
+        if quiet:
+            ds.enable_progress_bars()
 
 
 def split_name(splits: Any, split: str, where: str) -> str:

@@ -41,6 +41,8 @@ class DataSource:
                             f"save_to_disk / parquet folder.")
         elif is_shard_folder(path):
             self.kind = "shards"
+        elif (path / "dataset_dict.json").is_file():  # save_to_disk: its split folders are not classes
+            self.kind = "hf"
         elif (path / "train").is_dir() or (path / "val").is_dir():
             self.kind = "folder"
         elif is_hf_folder(path):
