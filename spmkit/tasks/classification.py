@@ -15,7 +15,7 @@ from spmkit.data.sources import DataSource, open_source
 from spmkit.data.posterize import patch_posterize
 from spmkit.data.unreadable import LeaveOutCollate
 from spmkit.engine.recipe import TrainRecipe
-from spmkit.errors import DataError, shorten
+from spmkit.errors import DataError, SpmkitError, shorten
 from spmkit.registry import TASKS
 from spmkit.tasks.base import ModelSpec, Split, Task, unwrap
 
@@ -71,7 +71,13 @@ def build_model(spec: ModelSpec, num_classes: int, img_size: int | None = None) 
     if spec.blueprint.startswith("timm:"):
         import timm
 
-        return timm.create_model(spec.blueprint[5:], pretrained=False, num_classes=num_classes)
+        kwargs = timm_kwargs(spec)
+        try:
+            return timm.create_model(spec.blueprint[5:], pretrained=False, num_classes=num_classes, **kwargs)
+        except TypeError as e:  # an unknown keyword
+            if not kwargs:
+                raise
+            raise SpmkitError(f"{spec.blueprint} does not take --model-set {', '.join(kwargs)}: {e}") from None
     import spmkit
 
     source = spmkit.load_blueprint(spec.resolved if spec.resolved is not None else spec.blueprint,
@@ -80,6 +86,23 @@ def build_model(spec: ModelSpec, num_classes: int, img_size: int | None = None) 
     if img_size is not None and img_size != source.img_size:
         kwargs["img_size"] = img_size
     return spmkit.create_model(source, **kwargs)
+
+
+def timm_kwargs(spec: ModelSpec) -> dict[str, Any]:
+    """``--model-set KEY=VALUE`` of a ``timm:`` model: keyword arguments of ``timm.create_model``
+    (e.g. ``embed_dims=[16,32,48,64]``); one the model does not take is an SpmkitError."""
+    from spmkit.overrides import split_override
+
+    kwargs: dict[str, Any] = {}
+    for text in spec.overrides:
+        try:
+            key, value = split_override(text)
+        except ValueError:
+            raise SpmkitError(f"--model-set {text!r}: expected KEY=VALUE (a keyword of the timm model).") from None
+        if not key.isidentifier() or key in ("pretrained", "num_classes"):
+            raise SpmkitError(f"--model-set {key!r}: not a keyword argument a timm model can be given here.")
+        kwargs[key] = value
+    return kwargs
 
 
 def _no_images() -> tuple[None, None]:
