@@ -265,3 +265,15 @@ def test_two_gloo_processes_on_uneven_shards_score_every_val_image_once(tmp_path
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     rows = _rows(out)
     assert rows[-1]["val_images"] == 15 and rows[-1]["step"] == 3  # ceil(24 / 2) // 4
+
+
+def test_loader_benchmark_measures_every_cell(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.loader import main
+
+    res = main(["--images", "16", "--size", "48", "--img-size", "32", "--batch-size", "4", "--batches", "2",
+                "--warmup", "1", "--workers", "0", "--json"])
+    cells = res["img_per_s_per_worker"]
+    assert set(cells) == {f"{loader} / {pipe}" for loader in ("spmkit folder", "spmkit shards", "timm folder")
+                          for pipe in ("decode", "crop_flip", "imagenet")}
+    assert all(v > 0 for v in cells.values())
