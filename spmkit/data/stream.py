@@ -99,10 +99,11 @@ class StreamDataset(IterableDataset):
         return self.count
 
     def per_process(self) -> int:
-        """Samples this process yields in one pass (padded in training, its exact share in evaluation)."""
+        """Samples this process yields in one training pass (padded); in evaluation an even share, for
+        display only (the real share follows the shards)."""
         if self.pad:
             return -(-self.count // self.world_size)
-        return self.count // self.world_size + (self.rank < self.count % self.world_size)  # approximate share
+        return self.count // self.world_size + (self.rank < self.count % self.world_size)
 
     def _shard_order(self) -> list[int]:
         order = list(range(len(self.shard_counts)))
