@@ -36,7 +36,7 @@ class DataSource:
         if self.spec.startswith(PREFIX):
             self.kind: Kind = "hf"
         elif not path.exists():
-            raise DataError(f"--data {self.spec}: no such folder. Give an ImageNet-layout folder, a folder of "
+            raise DataError(f"--data {self.spec} does not exist. Give an ImageNet-layout folder, a folder of "
                             f"webdataset shards (train-*.tar, val-*.tar), hf:NAME[:CONFIG], or a Hugging Face "
                             f"save_to_disk / parquet folder.")
         elif is_shard_folder(path):
