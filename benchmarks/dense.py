@@ -1,8 +1,8 @@
 """Do the dense tasks learn? A tiny detector and a tiny segmenter trained on generated shapes, on CPU.
 
 Generates the shapes data sets in the exact COCO and ADE20K layouts (``spmkit.data.synthetic_dense``),
-evaluates each freshly initialised model, trains it with ``spmkit.engine.trainer.train`` (the code path of
-``spmkit train``) and evaluates the last checkpoint with ``spmkit.engine.evaluate.evaluate`` (the code path of
+evaluates each freshly initialised model, trains it with ``spmkit.train.trainer.train`` (the code path of
+``spmkit train``) and evaluates the last checkpoint with ``spmkit.infer.evaluate.evaluate`` (the code path of
 ``spmkit eval``). Prints one JSON object: box / mask AP and mIoU / pixel accuracy before and after, wall
 times and every setting.
 
@@ -31,8 +31,8 @@ if str(ROOT) not in sys.path:
 def run_task(task: str, blueprint: str, data: Path, out: Path, overrides: list[str]) -> dict:
     import torch
 
-    from spmkit.engine.evaluate import evaluate
-    from spmkit.engine.trainer import TrainConfig, train
+    from spmkit.infer.evaluate import evaluate
+    from spmkit.train.trainer import TrainConfig, train
     from spmkit.tasks.base import ModelSpec
 
     torch.manual_seed(0)

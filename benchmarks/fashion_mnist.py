@@ -1,8 +1,8 @@
 """Real-data check of the training engine: Fashion-MNIST (Debian's ``dataset-fashion-mnist``) on CPU.
 
 Exports the package's IDX files to the ImageNet folder layout (PNG files, decoded by PIL like any
-ImageNet image), trains a tiny blueprint with ``spmkit.engine.trainer.train`` and evaluates the best
-checkpoint with ``spmkit.engine.evaluate.evaluate``. Prints one JSON object: top-1, top-5, training
+ImageNet image), trains a tiny blueprint with ``spmkit.train.trainer.train`` and evaluates the best
+checkpoint with ``spmkit.infer.evaluate.evaluate``. Prints one JSON object: top-1, top-5, training
 images/s, evaluation images/s, wall time and the exact settings.
 
     apt-get install -y dataset-fashion-mnist
@@ -82,8 +82,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     import spmkit.tasks  # noqa: F401
-    from spmkit.engine.evaluate import evaluate
-    from spmkit.engine.trainer import TrainConfig, train
+    from spmkit.infer.evaluate import evaluate
+    from spmkit.train.trainer import TrainConfig, train
     from spmkit.tasks.base import ModelSpec
 
     t0 = time.perf_counter()

@@ -74,7 +74,7 @@ def _transform(name: str, size: int):
 def _spmkit_loader(source: str, pipeline: str, size: int, batch: int, workers: int):
     from spmkit.data.sampling import loader_sampler, process_sampler
     from spmkit.data.sources import open_source
-    from spmkit.engine.worker_errors import SafeLoader
+    from spmkit.train.worker_errors import SafeLoader
 
     src = open_source(source)
     ds = src.dataset("train", src.classes("train"), _transform(pipeline, size), "substitute")

@@ -51,9 +51,9 @@ def main() -> None:
     from timm.scheduler import create_scheduler_v2
 
     import spmkit
-    from spmkit.engine.distributed import DistContext
-    from spmkit.engine.optim import create_optimizer, create_scheduler
-    from spmkit.engine.step import TrainStep
+    from spmkit.train.distributed import DistContext
+    from spmkit.train.optim import create_optimizer, create_scheduler
+    from spmkit.train.step import TrainStep
     from spmkit.tasks.base import autocast_for
     from spmkit.tasks.classification import ClassificationRecipe, ClassificationTask
 

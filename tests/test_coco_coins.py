@@ -14,7 +14,7 @@ from PIL import Image
 pytest.importorskip("skimage")
 
 from spmkit.data.coco import CocoDetection
-from spmkit.dense.coco_eval import CocoEvaluator, detections_to_coco
+from spmkit.tasks.detection.coco_eval import CocoEvaluator, detections_to_coco
 
 BACKBONE = "tiny_swin"  # a tiny spmkit blueprint (blueprints/tiny/)
 
@@ -80,8 +80,8 @@ def test_coins_ground_truth_scores_ap_one(coins_root):
 
 
 def test_mask_rcnn_trains_on_coins(coins_root, tmp_path):
-    from spmkit.engine.evaluate import evaluate
-    from spmkit.engine.trainer import TrainConfig, train
+    from spmkit.infer.evaluate import evaluate
+    from spmkit.train.trainer import TrainConfig, train
     from spmkit.tasks.base import ModelSpec
 
     out = tmp_path / "run"

@@ -7,7 +7,7 @@ import torch
 
 from spmkit.data.coco import CocoDetection
 from spmkit.data.synthetic_dense import make_shapes_coco
-from spmkit.dense.coco_eval import STAT_NAMES, CocoEvaluator, detections_to_coco
+from spmkit.tasks.detection.coco_eval import STAT_NAMES, CocoEvaluator, detections_to_coco
 
 
 @pytest.fixture(scope="module")

@@ -377,7 +377,7 @@ def test_timm_pretrained_file_local_dir_and_save_pretrained(tmp_path: Path) -> N
 def test_eval_weights_and_train_init_read_official_files(tmp_path: Path) -> None:
     from imagefolder_util import make_imagefolder
 
-    from spmkit.engine.init_weights import load_init_weights
+    from spmkit.convert.init_weights import load_init_weights
 
     name = "glnet_stl"
     overrides = [*TINY[name], "head.num_classes=3"]

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from spmkit.cli.app import app
 from spmkit.data.coco import CocoDetection
 from spmkit.data.synthetic_dense import make_shapes_ade20k, make_shapes_coco
-from spmkit.engine.worker_errors import SafeLoader
+from spmkit.train.worker_errors import SafeLoader
 from spmkit.errors import DataError, SpmkitError
 
 runner = CliRunner()
@@ -198,7 +198,7 @@ def test_rand_augment_at_full_magnitude_does_not_crash(tmp_path: Path):
     import numpy as np
     from PIL import Image
 
-    from spmkit.engine.recipe import load_recipe
+    from spmkit.tasks.recipe import load_recipe
     from spmkit.tasks.base import ModelSpec
     from spmkit.tasks.classification import ClassificationRecipe, ClassificationTask
 

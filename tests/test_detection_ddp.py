@@ -28,7 +28,7 @@ def _run(args: list[str]) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["detection", "segmentation"])
 def test_two_processes_match_one(tmp_path, task):
-    from spmkit.engine.evaluate import evaluate
+    from spmkit.infer.evaluate import evaluate
 
     if task == "detection":
         data = make_shapes_coco(tmp_path / "data", n_train=8, n_val=5, size=64, seed=0)

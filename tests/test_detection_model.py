@@ -6,9 +6,9 @@ import pytest
 import timm
 import torch
 
-from spmkit.dense.backbone_fpn import BackboneFPN
-from spmkit.dense.features import MultiScaleFeatures
-from spmkit.dense.detector import SpmMaskRCNN, SpmRetinaNet
+from spmkit.tasks.dense.backbone_fpn import BackboneFPN
+from spmkit.tasks.dense.features import MultiScaleFeatures
+from spmkit.tasks.detection.model import SpmMaskRCNN, SpmRetinaNet
 from spmkit.tasks.detection import DetectionRecipe, build_detector_model
 
 SMALL = dict(fpn_channels=32, box_head_dim=64, mask_head_dim=16, min_size=64, max_size=96,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from spmkit.data.synthetic_dense import make_shapes_coco
-from spmkit.engine.recipe import load_recipe
+from spmkit.tasks.recipe import load_recipe
 from spmkit.errors import SpmkitError
 from spmkit.tasks.detection import DetectionRecipe, DetectionTask
 
@@ -40,8 +40,8 @@ def test_warmup_iters_become_epochs(shapes):
 
 def test_retinanet_trains_and_evaluates(shapes, tmp_path):
     detector = "retinanet"
-    from spmkit.engine.evaluate import evaluate
-    from spmkit.engine.trainer import TrainConfig, train
+    from spmkit.infer.evaluate import evaluate
+    from spmkit.train.trainer import TrainConfig, train
     from spmkit.tasks.base import ModelSpec
 
     out = tmp_path / "run"
@@ -87,7 +87,7 @@ def test_init_loads_classification_weights_into_the_backbone(tmp_path, task_name
 
 
 def test_no_weight_decay_on_norms_and_position_tables():
-    from spmkit.engine.optim import param_groups
+    from spmkit.train.optim import param_groups
     from spmkit.tasks.base import ModelSpec
 
     t = DetectionTask(load_recipe(DetectionRecipe, None, SMALL))

@@ -11,7 +11,7 @@ from imagefolder_util import make_imagefolder
 from typer.testing import CliRunner
 
 from spmkit.cli.app import app
-from spmkit.engine.recipe import RecipeError, load_recipe
+from spmkit.tasks.recipe import RecipeError, load_recipe
 from spmkit.tasks.classification import ClassificationRecipe
 
 

@@ -65,7 +65,7 @@ def _inline_bomb(levels: int = 9) -> str:
 
 
 def test_alias_bomb_in_set_value_and_recipe(tmp_path: Path) -> None:
-    from spmkit.engine.recipe import load_recipe
+    from spmkit.tasks.recipe import load_recipe
     from spmkit.tasks.classification import ClassificationRecipe
 
     t0 = time.perf_counter()
@@ -137,7 +137,7 @@ def test_wrongly_typed_extra_is_rejected() -> None:
 
 
 def test_recipe_numbers_are_numbers() -> None:
-    from spmkit.engine.recipe import load_recipe
+    from spmkit.tasks.recipe import load_recipe
     from spmkit.tasks.classification import ClassificationRecipe
 
     for override in ("epochs=true", "lr=inf", "lr=.nan", "scale=[0.1, .inf]", "batch_size=10000000000"):
@@ -181,7 +181,7 @@ def test_model_larger_than_free_memory_is_refused(monkeypatch: pytest.MonkeyPatc
 
 # ----------------------------------------------------------------------------- devices
 def test_missing_gpus_are_reported_before_launching(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import spmkit.engine.launch as launch
+    import spmkit.train.launch as launch
 
     def no_launch(*a, **k):
         raise AssertionError("processes were launched")
@@ -252,8 +252,8 @@ def test_internal_errors_exit_1_with_one_paragraph(monkeypatch: pytest.MonkeyPat
 
 
 def test_recipe_settings_timm_refuses_are_recipe_errors() -> None:
-    from spmkit.engine.optim import create_optimizer, create_scheduler
-    from spmkit.engine.recipe import RecipeError, load_recipe
+    from spmkit.train.optim import create_optimizer, create_scheduler
+    from spmkit.tasks.recipe import RecipeError, load_recipe
     from spmkit.tasks.classification import ClassificationRecipe
 
     model = spmkit.create_model("tiny_pvt", device="meta")
@@ -268,7 +268,7 @@ def test_recipe_settings_timm_refuses_are_recipe_errors() -> None:
 
 
 def test_augmentation_settings_are_checked_with_the_recipe() -> None:
-    from spmkit.engine.recipe import RecipeError, load_recipe
+    from spmkit.tasks.recipe import RecipeError, load_recipe
     from spmkit.tasks.classification import ClassificationRecipe
 
     for override, needle in [("auto_augment=garbage", "auto_augment"), ("train_interpolation=garbage", "garbage"),

@@ -14,7 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from spmkit.cli.app import app
-from spmkit.dense.draw import add_legend, draw_captions, palette, text_colour
+from spmkit.tasks.dense.draw import add_legend, draw_captions, palette, text_colour
 
 runner = CliRunner()
 

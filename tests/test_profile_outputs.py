@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from spmkit.profile import Entry, ProfileConfig
-from spmkit.profile.sweep import plot_sweep, sweep_resolution
+from spmkit.profile.resolution import plot_sweep, sweep_resolution
 from spmkit.profile.trace import record_trace
 
 

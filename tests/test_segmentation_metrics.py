@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from spmkit.dense.seg_metrics import ConfusionMatrix
+from spmkit.tasks.segmentation.metrics import ConfusionMatrix
 
 
 def test_known_confusion_matrix():

@@ -6,10 +6,10 @@ import pytest
 import timm
 import torch
 
-from spmkit.dense.seg_inference import infer_logits
-from spmkit.dense.segmentor import Segmentor
-from spmkit.dense.semantic_fpn import SemanticFPNHead
-from spmkit.dense.upernet import UperNetHead
+from spmkit.tasks.segmentation.inference import infer_logits
+from spmkit.tasks.segmentation.model import Segmentor
+from spmkit.tasks.segmentation.semantic_fpn import SemanticFPNHead
+from spmkit.tasks.segmentation.upernet import UperNetHead
 
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from spmkit.data.synthetic_dense import make_shapes_ade20k
-from spmkit.engine.recipe import load_recipe
+from spmkit.tasks.recipe import load_recipe
 from spmkit.tasks.segmentation import SegmentationRecipe, SegmentationTask
 
 SMALL = ["batch_size=2", "workers=0", "scale=[96,64]", "crop_size=[64,64]", "fpn_channels=16", "head_channels=16"]
@@ -37,7 +37,7 @@ def test_iteration_epochs(scenes):
 
 
 def test_upernet_trains_through_the_engine(scenes, tmp_path):
-    from spmkit.engine.trainer import TrainConfig, train
+    from spmkit.train.trainer import TrainConfig, train
     from spmkit.tasks.base import ModelSpec
 
     rows = train(TrainConfig(model=ModelSpec(BACKBONE), data=scenes, output=tmp_path / "run", task="segmentation",
@@ -60,7 +60,7 @@ def test_backbone_without_strides_4_to_32_is_a_user_error():
 def test_epochs_without_iters_trains_by_epochs() -> None:
     """`--epochs N` alone means N passes over the data, as for the other tasks; the 40k-iteration recipe
     stays the default, and a stored recipe (both fields set) keeps what it had."""
-    from spmkit.engine.recipe import load_recipe
+    from spmkit.tasks.recipe import load_recipe
     from spmkit.tasks.segmentation import SegmentationRecipe
 
     default = load_recipe(SegmentationRecipe)

@@ -163,7 +163,7 @@ def test_train_kill_resume_and_skip(tmp_path: Path, monkeypatch) -> None:
     import torch
     from imagefolder_util import make_imagefolder
 
-    from spmkit.engine.trainer import FAULT_ENV
+    from spmkit.train.trainer import FAULT_ENV
 
     data = make_imagefolder(tmp_path / "data", classes=3, train_per_class=4, val_per_class=2)
     out = tmp_path / "S"
@@ -223,7 +223,7 @@ def test_submitit_local_executor_trains_and_collects(tmp_path: Path) -> None:
 def test_seeds_mean_std_delta_and_pareto_front() -> None:
     from spmkit.sweep.cost import MetaCost
     from spmkit.sweep.grid import Variant
-    from spmkit.sweep.plot import pareto_front
+    from spmkit.sweep.charts import pareto_front
     from spmkit.sweep.results import build_table
 
     a = Variant(0, "tiny_pvt", (("merging.type", "conv"),), ("merging.type=conv",), ())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spmkit.engine.launch import LaunchError, plan_launch
+from spmkit.train.launch import LaunchError, plan_launch
 
 
 def test_single_process_needs_no_launcher() -> None:
@@ -43,7 +43,7 @@ def test_bad_input_is_reported_once_before_launching(tmp_path, monkeypatch) -> N
     from imagefolder_util import train_args
     from typer.testing import CliRunner
 
-    import spmkit.engine.launch as launch_mod
+    import spmkit.train.launch as launch_mod
     from spmkit.cli.app import app
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)

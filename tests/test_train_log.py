@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from imagefolder_util import make_imagefolder, train_args
 
-from spmkit.engine.reporter import format_evaluation
-from spmkit.engine.retention import epoch_checkpoints, prune_epoch_checkpoints
+from spmkit.train.reporter import format_evaluation
+from spmkit.train.retention import epoch_checkpoints, prune_epoch_checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_evaluation_line_shows_the_tasks_headline_metrics() -> None:
 @pytest.mark.parametrize("task,keys,panel", [("detection", ("bbox_AP", "segm_AP"), "ap"),
                                              ("segmentation", ("mIoU", "mAcc"), "miou")])
 def test_plot_draws_the_metrics_of_dense_tasks(tmp_path: Path, task: str, keys: tuple[str, ...], panel: str) -> None:
-    from spmkit.engine.plot import plot_run
+    from spmkit.train.curves import plot_run
 
     rows = [{"epoch": e, "step": 3 * e, "train_loss": 1.0 / e, "lr": 1e-3, **{k: 10.0 * e for k in keys}}
             for e in (1, 2)]
@@ -110,7 +110,7 @@ def test_terminal_display_implements_the_reporter_protocol() -> None:
     from rich.console import Console
 
     from spmkit.cli.training_progress import RichReporter
-    from spmkit.engine.reporter import Reporter
+    from spmkit.train.reporter import Reporter
 
     buf = io.StringIO()
     rep = RichReporter(Console(file=buf, force_terminal=True, width=160, color_system=None))

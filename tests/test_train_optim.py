@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from spmkit.engine.init_weights import load_init_weights
-from spmkit.engine.optim import create_optimizer, create_scheduler, param_groups
-from spmkit.engine.recipe import RecipeError, TrainRecipe, load_recipe
+from spmkit.convert.init_weights import load_init_weights
+from spmkit.train.optim import create_optimizer, create_scheduler, param_groups
+from spmkit.tasks.recipe import RecipeError, TrainRecipe, load_recipe
 
 
 
@@ -99,8 +99,8 @@ def test_init_from_timm_pvt_v2_weights_through_the_converter(tmp_path) -> None:
 
 
 def test_sync_bn_converts_batchnorm_for_multi_process_cuda_only() -> None:
-    from spmkit.engine.distributed import DistContext, sync_batchnorm
-    from spmkit.engine.recipe import load_recipe
+    from spmkit.train.distributed import DistContext, sync_batchnorm
+    from spmkit.tasks.recipe import load_recipe
     from spmkit.tasks.classification import ClassificationRecipe
     from spmkit.tasks.detection import DetectionRecipe
     from spmkit.tasks.segmentation import SegmentationRecipe

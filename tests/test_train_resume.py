@@ -15,7 +15,7 @@ from imagefolder_util import make_imagefolder, train_args
 from typer.testing import CliRunner
 
 from spmkit.cli.app import app
-from spmkit.engine.trainer import FAULT_ENV
+from spmkit.train.trainer import FAULT_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,7 @@ from spmkit.visualize.capture import explicit_attention
 from spmkit.visualize.erf import stage_erfs
 from spmkit.visualize.kind import require_kind
 from spmkit.visualize.sites import find_sites, select_site
-from spmkit.visualize.source import builtin_image, from_blueprint, normalise
+from spmkit.visualize.inputs import builtin_image, from_blueprint, normalise
 
 TINY = [p.stem for p in tiny_blueprint_files()]
 runner = CliRunner()
@@ -202,8 +202,8 @@ def test_cli_draws_an_image_file(tmp_path: Path) -> None:
 
 
 def test_checkpoint_weights_are_the_ones_drawn(tmp_path: Path) -> None:
-    from spmkit.engine.checkpoint import save_checkpoint
-    from spmkit.visualize.source import from_checkpoint
+    from spmkit.train.checkpoint import save_checkpoint
+    from spmkit.visualize.inputs import from_checkpoint
 
     model = from_blueprint("tiny_lit").model
     with torch.no_grad():  # learned offsets, unlike a fresh DTM's zeros

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 
 from spmkit.blueprint.schema import Blueprint
 from spmkit.errors import BlueprintError, FieldIssue, shorten
-from spmkit.overrides import split_override
-from spmkit.safe_yaml import YamlInputError, read_yaml_file
+from spmkit.io.overrides import split_override
+from spmkit.io.safe_yaml import YamlInputError, read_yaml_file
 
 _PREFIX = "spmkit_"
 #: the longest ``extends`` chain and the most parts of a dotted key (``stages.2.mixer.window_size``)

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from spmkit.registry import COMPONENT_REGISTRIES
-from spmkit.value_types import parameter_type
+from spmkit.io.value_types import parameter_type
 
 #: Arguments the builder supplies (see docs/extending.md); never set in a blueprint.
 CONTEXT_ARGS: dict[str, frozenset[str]] = {

@@ -13,7 +13,7 @@ from typing import Any
 
 from spmkit.blueprint.schema import Blueprint
 from spmkit.errors import SpmkitError
-from spmkit.safe_yaml import read_yaml_file
+from spmkit.io.safe_yaml import read_yaml_file
 
 _IGNORED = ("name", "description", "reference")
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SerializerFunctionWrapHandler, field_validator,
                       model_serializer, model_validator)
 
-from spmkit.value_types import Float, Int
+from spmkit.io.value_types import Float, Int
 
 #: size bounds of a blueprint: far above any published backbone, low enough that building one on the meta
 #: device (to count its parameters before allocating them) stays fast

@@ -8,11 +8,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from spmkit.engine.reporter import Level, format_epoch, format_evaluation
+from spmkit.train.reporter import Level, format_epoch, format_evaluation
 
 
 class RichReporter:
-    """Implements ``spmkit.engine.reporter.Reporter`` with one bar per epoch; the summary, evaluation and
+    """Implements ``spmkit.train.reporter.Reporter`` with one bar per epoch; the summary, evaluation and
     epoch lines are the same plain lines that ``train.log`` gets. The per-step log lines are left to the bar."""
 
     def __init__(self, console: Console | None = None) -> None:

@@ -9,11 +9,11 @@ from spmkit.registry import import_submodules
 
 import_submodules(__name__, __path__)
 
-from spmkit.convert.checkpoint import load_state_dict_file, read_checkpoint, unwrap_state_dict  # noqa: E402
+from spmkit.convert.reader import load_state_dict_file, read_checkpoint, unwrap_state_dict  # noqa: E402
 from spmkit.convert.load import (  # noqa: E402
     LoadReport, convert_state_dict, converter_names, detect_layout, load_weights,
 )
-from spmkit.convert.timm import detect_family, timm_state_dict_to_spmkit  # noqa: E402
+from spmkit.convert.layouts.timm import detect_family, timm_state_dict_to_spmkit  # noqa: E402
 
 
 def load_timm_weights(model, source, family=None, strict: bool = False) -> LoadReport:

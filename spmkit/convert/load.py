@@ -10,7 +10,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from spmkit.convert.checkpoint import read_checkpoint
+from spmkit.convert.reader import read_checkpoint
 from spmkit.errors import CheckpointError
 from spmkit.registry import CONVERTERS
 

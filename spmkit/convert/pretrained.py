@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from spmkit.convert.checkpoint import read_checkpoint, unwrap_state_dict
+from spmkit.convert.reader import read_checkpoint, unwrap_state_dict
 from spmkit.convert.load import LoadReport, convert_state_dict, fit_report, mismatch_message
 from spmkit.errors import CheckpointError
 

@@ -22,7 +22,7 @@ from typing import Literal, Sequence
 import torch
 
 from spmkit.errors import SpmkitError
-from spmkit.export.source import ExportSource, load_source
+from spmkit.export.model_source import ExportSource, load_source
 
 Format = Literal["onnx", "exported-program"]
 FORMATS: tuple[str, ...] = ("onnx", "exported-program")

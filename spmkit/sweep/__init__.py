@@ -1,7 +1,7 @@
 """``spmkit sweep``: an ablation table in one command: a grid of blueprint (and recipe) overrides, each
 variant validated, costed, optionally profiled, trained and evaluated, then tabulated and plotted.
 
-Not to be confused with ``spmkit.profile.sweep``, the profiler's sweep over input resolutions.
+Not to be confused with ``spmkit.profile.resolution``, the profiler's sweep over input resolutions.
 """
 
 from spmkit.sweep.cost import MetaCost, ProfileSettings

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from spmkit.sweep.errors import SweepError
-from spmkit.sweep.train import RunJob, run_job
+from spmkit.sweep.run_job import RunJob, run_job
 
 Done = Callable[[RunJob, dict[str, Any]], None]
 

@@ -26,7 +26,7 @@ from spmkit.sweep.grid import Grid, Run, expand, runs_of
 from spmkit.sweep.lock import SweepLock
 from spmkit.sweep.results import Table, build_table, markdown, write_csv
 from spmkit.sweep.spec import SweepSpec
-from spmkit.sweep.train import RunJob, TrainSettings, finished_metrics, read_result
+from spmkit.sweep.run_job import RunJob, TrainSettings, finished_metrics, read_result
 
 Mode = Literal["dry-run", "profile-only", "train"]
 
@@ -89,7 +89,7 @@ def _check(spec: SweepSpec, opts: SweepOptions) -> None:
 def _check_recipes(spec: SweepSpec, grid: Grid) -> None:
     """Move variants whose recipe overrides do not validate to ``grid.invalid``."""
     import spmkit.tasks  # noqa: F401
-    from spmkit.engine.recipe import load_recipe
+    from spmkit.tasks.recipe import load_recipe
     from spmkit.errors import SpmkitError
     from spmkit.registry import TASKS
 
@@ -109,7 +109,7 @@ def _fit_batch_to_data(spec: SweepSpec, opts: SweepOptions, say: Callable[[str],
     if spec.task != "classification" or "batch_size" in spec.recipe_overrides or "batch_size" in spec.recipe_axes:
         return spec
     from spmkit.data.imagenet import find_classes, scan_split
-    from spmkit.engine.recipe import load_recipe
+    from spmkit.tasks.recipe import load_recipe
     from spmkit.sweep.spec import value_text
     from spmkit.tasks.classification import ClassificationRecipe
 
@@ -237,7 +237,7 @@ def _run_locked(spec: SweepSpec, opts: SweepOptions, grid: Grid, costs: dict[str
     md.write_text(markdown(table, title, opts.command))
     outcome.files.append(md)
     if opts.mode == "train":
-        from spmkit.sweep.plot import plot_sweep
+        from spmkit.sweep.charts import plot_sweep
 
         metric, maximize = _primary_metric(spec.task)
         outcome.files += plot_sweep(table.rows, table.axes, metric, out, title, maximize)

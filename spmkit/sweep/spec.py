@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from spmkit.overrides import split_override
+from spmkit.io.overrides import split_override
 from spmkit.sweep.errors import SweepError
 
 
@@ -85,7 +85,7 @@ def find_sweep_file(src: str) -> Path | None:
     if path.is_file():
         if path.suffix not in (".yaml", ".yml"):
             return None
-        from spmkit.safe_yaml import read_yaml_file
+        from spmkit.io.safe_yaml import read_yaml_file
 
         data = read_yaml_file(path)  # a file that cannot be read is an error naming it, whatever it holds
         return path if isinstance(data, dict) and "base" in data else None
@@ -95,7 +95,7 @@ def find_sweep_file(src: str) -> Path | None:
 def load_sweep_file(path: Path) -> SweepSpec:
     """Read and validate a sweep file; ``base`` and ``recipe`` paths become relative to the file."""
     from spmkit.errors import SpmkitError
-    from spmkit.safe_yaml import read_yaml_file
+    from spmkit.io.safe_yaml import read_yaml_file
 
     try:
         data = read_yaml_file(path)  # bounded: size, depth, alias expansion, UTF-8

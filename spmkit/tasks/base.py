@@ -1,6 +1,6 @@
 """The contract between the task-agnostic engine and a task (classification, detection, segmentation).
 
-The engine (``spmkit.engine.trainer``) owns everything that does not depend on the task: run folders,
+The engine (``spmkit.train.trainer``) owns everything that does not depend on the task: run folders,
 launch and DDP, the optimiser / scheduler / EMA / AMP step, gradient accumulation and clipping, progress
 bar, ``metrics.jsonl`` / CSV / TensorBoard, checkpoints and resume. A task is a ``Task`` subclass
 registered by name::
@@ -55,10 +55,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from spmkit.engine.recipe import TrainRecipe
+from spmkit.tasks.recipe import TrainRecipe
 
 if TYPE_CHECKING:
-    from spmkit.engine.distributed import DistContext
+    from spmkit.train.distributed import DistContext
 
 Split = Literal["train", "val"]
 
@@ -175,7 +175,7 @@ class Task(ABC):
 
     def load_init_weights(self, model: nn.Module, path: str | Path) -> dict[str, list[str]]:
         """Load starting weights non-strictly; returns ``{"missing": [...], "unexpected": [...]}``."""
-        from spmkit.engine.init_weights import load_init_weights
+        from spmkit.convert.init_weights import load_init_weights
 
         return load_init_weights(self.init_target(model), path)
 

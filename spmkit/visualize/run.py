@@ -13,7 +13,7 @@ import torch
 from spmkit.errors import SpmkitError
 from spmkit.visualize.draw import save_rows
 from spmkit.visualize.kind import KINDS, Inputs, Options, require_kind
-from spmkit.visualize.source import LoadedModel, builtin_image, from_blueprint, from_checkpoint, normalise, read_image
+from spmkit.visualize.inputs import LoadedModel, builtin_image, from_blueprint, from_checkpoint, normalise, read_image
 
 
 @dataclass
@@ -69,7 +69,7 @@ def visualize(
     if not all(0.0 <= q <= 1.0 for q in opts.query):
         raise SpmkitError(f"--query Y X takes fractions of the image height and width in 0..1 (0.5 0.5 is the "
                           f"centre); got {opts.query[0]:g} {opts.query[1]:g}.")
-    from spmkit.engine.devices import resolve_device
+    from spmkit.infer.devices import resolve_device
 
     dev = resolve_device(device)
     main: LoadedModel = (from_blueprint(blueprint, overrides, opts.seed) if blueprint is not None

@@ -27,9 +27,9 @@ def convert(
     """Convert CHECKPOINT for BLUEPRINT; any tensor left unmatched fails the command (unless --no-strict)."""
     from pathlib import Path
 
-    from spmkit.output_paths import check_output_path
+    from spmkit.io.output_paths import check_output_path
     from spmkit.convert import load_weights
-    from spmkit.engine_io import save_atomic
+    from spmkit.io.atomic import save_atomic
     from spmkit.factory import create_model
 
     check_output_path(output, [checkpoint, blueprint if Path(blueprint).is_file() else None], force)

@@ -33,8 +33,8 @@ def eval_(
     ema: Annotated[bool, typer.Option("--ema", metavar="", help="evaluate the checkpoint's EMA weights")] = False,
     json_: JsonOption = False,
 ) -> None:
-    from spmkit.engine.devices import check_devices
-    from spmkit.engine.evaluate import evaluate
+    from spmkit.infer.devices import check_devices
+    from spmkit.infer.evaluate import evaluate
     from spmkit.tasks.base import ModelSpec
 
     if checkpoint is None and blueprint is None:

@@ -19,7 +19,7 @@ def plot(
     run_dir: Annotated[Path, typer.Argument(help="run folder written by spmkit train")],
     out: Annotated[Optional[Path], typer.Option("--out", help="folder for the PNGs (default: the run folder)")] = None,
 ) -> None:
-    from spmkit.engine.plot import plot_run
+    from spmkit.train.curves import plot_run
 
     for path in plot_run(run_dir, out):
         typer.echo(str(path))

@@ -36,8 +36,8 @@ def predict(
     force: Annotated[bool, typer.Option("--force", help="Overwrite output PNGs that exist.")] = False,
     json_: JsonOption = False,
 ) -> None:
-    from spmkit.engine.devices import check_devices
-    from spmkit.engine.predict import predict as run_predict
+    from spmkit.infer.devices import check_devices
+    from spmkit.infer.predict import predict as run_predict
 
     device = pick_device(device, devices)
     check_devices(device)

@@ -153,7 +153,7 @@ def register(app: typer.Typer) -> None:
                 print(f"[profile] {msg}", file=sys.stderr)
 
         if sweep_resolution:
-            from spmkit.profile.sweep import plot_sweep, sweep_resolution as sweep
+            from spmkit.profile.resolution import plot_sweep, sweep_resolution as sweep
 
             sizes = [s[0] for s in _sizes([sweep_resolution])]
             if not sizes:

@@ -39,7 +39,7 @@ def _merge_axes(into: dict[str, list[Any]], items: list[str] | None, option: str
 
 
 def _spec(base: str, new_base, vary, vary_recipe, set_, zip_, seeds, task, recipe, recipe_set, epochs, batch_size):
-    from spmkit.overrides import split_override
+    from spmkit.io.overrides import split_override
     from spmkit.sweep import SweepError, SweepSpec, find_sweep_file, load_sweep_file
 
     path = find_sweep_file(base)

@@ -45,8 +45,8 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", metavar="", help="continue the run in --output from its last.pt")] = False,
     auto_resume: Annotated[bool, typer.Option("--auto-resume", metavar="", help="continue if --output has last.pt, else start")] = False,
 ) -> None:
-    from spmkit.engine.devices import check_devices
-    from spmkit.engine.launch import in_launched_process, launch, plan_launch
+    from spmkit.infer.devices import check_devices
+    from spmkit.train.launch import in_launched_process, launch, plan_launch
 
     if gpus is not None and nproc is not None and gpus != nproc:
         raise typer.BadParameter("give --gpus or --nproc, not both with different counts.")
@@ -66,7 +66,7 @@ def train(
             overrides.append(f"{key}={value}")
 
     import spmkit.tasks  # noqa: F401  (registers the tasks)
-    from spmkit.engine.trainer import TrainConfig, preflight, train as run_training
+    from spmkit.train.trainer import TrainConfig, preflight, train as run_training
     from spmkit.tasks.base import ModelSpec
 
     cfg = TrainConfig(
@@ -104,7 +104,7 @@ def train(
 
             reporter = RichReporter()
         else:  # a file, a pipe, a batch job: plain lines every log_every_steps steps
-            from spmkit.engine.reporter import TextReporter, stdout_writer
+            from spmkit.train.reporter import TextReporter, stdout_writer
 
             reporter = TextReporter(stdout_writer)
     try:

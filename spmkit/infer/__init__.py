@@ -1,0 +1,1 @@
+"""spmkit.infer."""

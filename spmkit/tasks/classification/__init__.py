@@ -1,0 +1,280 @@
+"""Image classification on ImageNet-layout folders, webdataset shards or Hugging Face datasets with the PVT/DeiT recipe (timm transforms, mixup, losses)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from spmkit.data.sources import DataSource, open_source
+from spmkit.data.posterize import patch_posterize
+from spmkit.data.unreadable import LeaveOutCollate
+from spmkit.tasks.recipe import TrainRecipe
+from spmkit.errors import DataError, SpmkitError, shorten
+from spmkit.registry import TASKS
+from spmkit.tasks.base import ModelSpec, Split, Task, unwrap
+
+log = logging.getLogger("spmkit.tasks.classification")
+
+
+class ClassificationRecipe(TrainRecipe):
+    """PVT / DeiT ImageNet recipe (300 epochs, AdamW 5e-4 x batch/512, wd 0.05, cosine, 5 warm-up epochs)."""
+
+    num_classes: int | None = Field(None, ge=1, le=2**20, description="None -> the number of class folders in train/")
+    img_size: int | None = Field(None, ge=8, le=4096, description="None -> the model's input size")
+    smoothing: float = Field(0.1, ge=0, lt=1)
+    mixup: float = Field(0.8, ge=0)
+    cutmix: float = Field(1.0, ge=0)
+    mixup_prob: float = Field(1.0, ge=0, le=1)
+    mixup_switch_prob: float = Field(0.5, ge=0, le=1)
+    mixup_mode: Literal["batch", "pair", "elem"] = "batch"
+    auto_augment: str | None = "rand-m9-mstd0.5-inc1"
+    color_jitter: float = Field(0.4, ge=0, le=10)
+    reprob: float = Field(0.25, ge=0, le=1)
+    remode: Literal["const", "rand", "pixel"] = "pixel"
+    recount: int = Field(1, ge=1, le=100)
+    train_interpolation: str = "bicubic"
+    scale: tuple[float, float] = (0.08, 1.0)
+    hflip: float = Field(0.5, ge=0, le=1)
+    crop_pct: float | None = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _augmentation_builds(self) -> ClassificationRecipe:
+        """The augmentation settings are timm's: try them once (tiny size) so a typo is a recipe error."""
+        lo, hi = self.scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(f"scale {tuple(self.scale)}: needs 0 < min <= max <= 1 (fractions of the image area)")
+        from timm.data import create_transform
+
+        try:
+            create_transform(32, is_training=True, scale=self.scale, hflip=self.hflip, color_jitter=self.color_jitter,
+                             auto_augment=self.auto_augment, interpolation=self.train_interpolation,
+                             re_prob=self.reprob, re_mode=self.remode, re_count=self.recount)
+        except Exception as err:  # noqa: BLE001 (timm reports bad names with assert, KeyError or ValueError)
+            detail = str(err).strip().strip("'") or type(err).__name__
+            raise ValueError(f"augmentation settings timm cannot use (auto_augment {shorten(self.auto_augment)}, "
+                             f"train_interpolation {shorten(self.train_interpolation)}): "
+                             f"{shorten(detail, 200, quote=False)}") from None
+        return self
+
+
+def build_model(spec: ModelSpec, num_classes: int, img_size: int | None = None) -> nn.Module:
+    """``timm:<name>`` -> a timm model; otherwise an spmkit blueprint (name, path or resolved dict).
+
+    ``img_size`` builds an spmkit model for that input size (position tables, attention windows).
+    """
+    if spec.blueprint.startswith("timm:"):
+        import timm
+
+        kwargs = timm_kwargs(spec)
+        try:
+            return timm.create_model(spec.blueprint[5:], pretrained=False, num_classes=num_classes, **kwargs)
+        except TypeError as e:  # an unknown keyword
+            if not kwargs:
+                raise
+            raise SpmkitError(f"{spec.blueprint} does not take --model-set {', '.join(kwargs)}: {e}") from None
+    import spmkit
+
+    source = spmkit.load_blueprint(spec.resolved if spec.resolved is not None else spec.blueprint,
+                                   overrides=() if spec.resolved is not None else list(spec.overrides))
+    kwargs: dict[str, Any] = {"num_classes": num_classes}
+    if img_size is not None and img_size != source.img_size:
+        kwargs["img_size"] = img_size
+    return spmkit.create_model(source, **kwargs)
+
+
+def timm_kwargs(spec: ModelSpec) -> dict[str, Any]:
+    """``--model-set KEY=VALUE`` of a ``timm:`` model: keyword arguments of ``timm.create_model``
+    (e.g. ``embed_dims=[16,32,48,64]``); one the model does not take is an SpmkitError."""
+    from spmkit.io.overrides import split_override
+
+    kwargs: dict[str, Any] = {}
+    for text in spec.overrides:
+        try:
+            key, value = split_override(text)
+        except ValueError:
+            raise SpmkitError(f"--model-set {text!r}: expected KEY=VALUE (a keyword of the timm model).") from None
+        if not key.isidentifier() or key in ("pretrained", "num_classes"):
+            raise SpmkitError(f"--model-set {key!r}: not a keyword argument a timm model can be given here.")
+        kwargs[key] = value
+    return kwargs
+
+
+def _no_images() -> tuple[None, None]:
+    return None, None
+
+
+@TASKS.register("classification")
+class ClassificationTask(Task):
+    """Softmax classification: top-1 / top-5 accuracy (percent), ``top1`` decides ``best.pt``."""
+
+    name = "classification"
+    recipe_class = ClassificationRecipe
+    best_metric = "top1"
+    best_mode = "max"
+    recipe: ClassificationRecipe
+
+    def __init__(self, recipe: ClassificationRecipe) -> None:
+        super().__init__(recipe)
+        self.mixup_fn = None
+        self.train_loss_fn: nn.Module = nn.CrossEntropyLoss()
+        self._skipped = 0
+        self._source: DataSource | None = None
+
+    def source(self, data: Path | str) -> DataSource:
+        """The opened ``--data`` (a folder, shards or Hugging Face data; see ``spmkit.data.sources``)."""
+        if self._source is None or self._source.spec != str(data):
+            self._source = open_source(data)
+        return self._source
+
+    def data_info(self, data_dir: Path) -> dict[str, Any]:
+        source = self.source(data_dir)
+        classes = source.classes("train")
+        source.classes("val")  # a missing val split fails now, not after the first epoch
+        n = self.recipe.num_classes
+        if n is not None and n != len(classes):
+            raise DataError(
+                f"{data_dir}/train has {len(classes)} class folders but the recipe sets num_classes={n}; "
+                f"remove num_classes to use the folder count."
+            )
+        return {"num_classes": len(classes), "classes": classes}
+
+    def eval_data_info(self, data_dir: Path, stored: dict[str, Any] | None) -> dict[str, Any]:
+        """Checkpoint classes must cover val/; without a checkpoint the val folders are the classes."""
+        classes = self.source(data_dir).classes("val")
+        if stored is None:
+            if self.recipe.num_classes is not None and self.recipe.num_classes != len(classes):
+                raise DataError(f"{data_dir}/val has {len(classes)} class folders but num_classes is "
+                                f"{self.recipe.num_classes}.")
+            return {"num_classes": len(classes), "classes": classes}
+        extra = sorted(set(classes) - set(stored["classes"]))
+        if extra:
+            raise DataError(
+                f"{data_dir}/val has {len(classes)} class folders, {len(extra)} of them unknown to the model's "
+                f"{stored['num_classes']}-class head (e.g. {extra[0]!r})."
+            )
+        return stored
+
+    def build_model(self, spec: ModelSpec, info: dict[str, Any]) -> nn.Module:
+        model = build_model(spec, info["num_classes"], self.recipe.img_size)
+        head = getattr(model, "num_classes", info["num_classes"])
+        if head != info["num_classes"]:
+            raise DataError(f"the model's head has {head} classes but the data has {info['num_classes']}.")
+        return model
+
+    def data_config(self, model: nn.Module) -> dict[str, Any]:
+        from timm.data import resolve_data_config
+
+        args: dict[str, Any] = {}
+        if self.recipe.img_size is not None:
+            args["input_size"] = (3, self.recipe.img_size, self.recipe.img_size)
+        if self.recipe.crop_pct is not None:
+            args["crop_pct"] = self.recipe.crop_pct
+        return resolve_data_config(args, model=unwrap(model))
+
+    def build_dataset(self, data_dir: Path, split: Split, model: nn.Module, info: dict[str, Any]) -> Dataset:
+        from timm.data import create_transform
+
+        cfg = self.data_config(model)
+        r = self.recipe
+        if split == "train":
+            tf = create_transform(
+                cfg["input_size"], is_training=True, scale=r.scale, hflip=r.hflip, color_jitter=r.color_jitter,
+                auto_augment=r.auto_augment, interpolation=r.train_interpolation, mean=cfg["mean"],
+                std=cfg["std"], re_prob=r.reprob, re_mode=r.remode, re_count=r.recount,
+            )
+            tf = patch_posterize(tf)  # 0 bits kept gives a black image, not a ValueError (see the module)
+        else:
+            tf = self.eval_transform(model)
+        return self.source(data_dir).dataset(split, info["classes"], tf,
+                                             "substitute" if split == "train" else "leave_out")
+
+    def collate_fn(self, split: Split):
+        """Batches ``(images, targets, skipped)``: ``skipped`` counts the batch's unreadable images (left
+        out in evaluation, so ``images`` is ``None`` when all of them were)."""
+        from torch.utils.data import default_collate
+
+        return LeaveOutCollate(default_collate, _no_images)
+
+    def eval_transform(self, model: nn.Module):
+        """The evaluation transform (resize, centre crop at ``crop_pct``, normalise): PIL image -> tensor."""
+        from timm.data import create_transform
+
+        cfg = self.data_config(model)
+        return create_transform(cfg["input_size"], is_training=False, interpolation=cfg["interpolation"],
+                                mean=cfg["mean"], std=cfg["std"], crop_pct=cfg["crop_pct"])
+
+    def setup_training(self, model: nn.Module, info: dict[str, Any]) -> None:
+        from timm.data import Mixup
+        from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+        r = self.recipe
+        if r.mixup > 0 or r.cutmix > 0:
+            self.mixup_fn = Mixup(
+                mixup_alpha=r.mixup, cutmix_alpha=r.cutmix, prob=r.mixup_prob, switch_prob=r.mixup_switch_prob,
+                mode=r.mixup_mode, label_smoothing=r.smoothing, num_classes=info["num_classes"],
+            )
+            self.train_loss_fn = SoftTargetCrossEntropy()
+        elif r.smoothing > 0:
+            self.train_loss_fn = LabelSmoothingCrossEntropy(smoothing=r.smoothing)
+        else:
+            self.train_loss_fn = nn.CrossEntropyLoss()
+
+    def training_loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        images, targets, skipped = batch
+        self._skipped += int(skipped.sum())
+        if self.mixup_fn is not None:
+            images, targets = self._mix(images, targets)
+        logits = model(images)
+        return self.train_loss_fn(logits.float(), targets), {}
+
+    def _mix(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """timm's Mixup / CutMix (in place); an odd batch's last image keeps its own smoothed label."""
+        if images.shape[0] % 2 == 0:
+            return self.mixup_fn(images, targets)
+        from timm.data.mixup import mixup_target
+
+        _, mixed = self.mixup_fn(images[:-1], targets[:-1])  # mixes the view, so ``images`` in place
+        last = mixup_target(targets[-1:], self.mixup_fn.num_classes, 1.0, self.recipe.smoothing)
+        return images, torch.cat([mixed, last.to(mixed.dtype)])
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader: DataLoader, ctx) -> dict[str, float]:
+        device = ctx.device
+        totals = torch.zeros(5, dtype=torch.float64, device=device)  # n, loss sum, top1, top5, skipped
+        model.eval()
+        for batch in loader:
+            images, targets, skipped = self.to_device(batch, device)
+            totals[4] += skipped.sum()
+            if images is None:  # every image of the batch was unreadable
+                continue
+            with self.autocast(device):
+                logits = model(images)
+            logits = logits.float()
+            k = min(5, logits.shape[1])
+            topk = logits.topk(k, dim=1).indices
+            hit = topk.eq(targets[:, None])
+            totals[0] += targets.numel()
+            totals[1] += nn.functional.cross_entropy(logits, targets, reduction="sum").double()
+            totals[2] += hit[:, :1].sum()
+            totals[3] += hit.sum()
+        ctx.all_reduce_sum(totals)
+        n = max(float(totals[0]), 1.0)
+        return {
+            "top1": 100.0 * float(totals[2]) / n,
+            "top5": 100.0 * float(totals[3]) / n,
+            "val_loss": float(totals[1]) / n,
+            "val_images": float(totals[0]),
+            "val_skipped": float(totals[4]),
+        }
+
+    def end_of_epoch(self, ctx) -> dict[str, float]:
+        t = torch.tensor([float(self._skipped)], dtype=torch.float64, device=ctx.device)
+        ctx.all_reduce_sum(t)
+        self._skipped = 0
+        return {"train_skipped": float(t)}

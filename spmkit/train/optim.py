@@ -1,0 +1,74 @@
+"""Optimizer and schedule from a recipe, through timm's factories.
+
+Parameter groups: no weight decay on 1-D parameters (norms), biases and the model's
+``no_weight_decay()`` names (position tables, class tokens; exact names or fnmatch patterns);
+a per-parameter lr multiplier from ``model.param_lr_scales()`` becomes the group's ``lr_scale``, which
+timm's schedulers apply at every update.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any
+
+import torch
+from torch import nn
+
+from spmkit.tasks.recipe import RecipeError, TrainRecipe
+from spmkit.errors import shorten
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Group trainable parameters by (decay or not, lr scale)."""
+    skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    scales: dict[str, float] = dict(model.param_lr_scales()) if hasattr(model, "param_lr_scales") else {}
+    groups: dict[tuple[bool, float], dict[str, Any]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        no_decay = (p.ndim <= 1 or name.endswith(".bias") or name in skip
+                    or any(fnmatch.fnmatchcase(name, pat) for pat in skip if any(c in pat for c in "*?[")))
+        scale = float(scales.get(name, 1.0))
+        key = (not no_decay, scale)
+        if key not in groups:
+            groups[key] = {"params": [], "param_names": [], "weight_decay": weight_decay if key[0] else 0.0,
+                           "lr_scale": scale}
+        groups[key]["params"].append(p)
+        groups[key]["param_names"].append(name)
+    return list(groups.values())
+
+
+def create_optimizer(model: nn.Module, recipe: TrainRecipe, lr: float) -> torch.optim.Optimizer:
+    from timm.optim import create_optimizer_v2
+
+    groups = param_groups(model, recipe.weight_decay)
+    for g in groups:  # timm's optimizers do not know the names; keep them out of the state dict
+        g.pop("param_names")
+    kwargs: dict[str, Any] = {}
+    if recipe.opt_eps is not None:
+        kwargs["eps"] = recipe.opt_eps
+    if recipe.opt_betas is not None:
+        kwargs["betas"] = recipe.opt_betas
+    try:
+        return create_optimizer_v2(groups, opt=recipe.opt, lr=lr, weight_decay=recipe.weight_decay,
+                                   momentum=recipe.momentum, **kwargs)
+    except (ValueError, AssertionError, KeyError) as err:  # timm's word for an unknown name or bad setting
+        raise RecipeError(f"recipe: optimizer {shorten(recipe.opt)} cannot be created: "
+                          f"{shorten(str(err) or type(err).__name__, 300, quote=False)}") from None
+
+
+def create_scheduler(optimizer: torch.optim.Optimizer, recipe: TrainRecipe, updates_per_epoch: int):
+    """A timm scheduler stepped per optimizer update (``step_update``) and per epoch (``step``)."""
+    from timm.scheduler import create_scheduler_v2
+
+    try:
+        scheduler, _ = create_scheduler_v2(
+            optimizer, sched=recipe.sched, num_epochs=recipe.epochs, decay_milestones=recipe.decay_milestones,
+            decay_rate=recipe.decay_rate, min_lr=recipe.min_lr, warmup_lr=recipe.warmup_lr,
+            warmup_epochs=recipe.warmup_epochs, cooldown_epochs=recipe.cooldown_epochs,
+            step_on_epochs=False, updates_per_epoch=updates_per_epoch,
+        )
+    except (ValueError, AssertionError, KeyError) as err:
+        raise RecipeError(f"recipe: schedule {shorten(recipe.sched)} cannot be created: "
+                          f"{shorten(str(err) or type(err).__name__, 300, quote=False)}") from None
+    return scheduler
