@@ -17,7 +17,7 @@ from spmkit.data.unreadable import LeaveOutCollate
 from spmkit.tasks.recipe import TrainRecipe
 from spmkit.errors import DataError, SpmkitError, shorten
 from spmkit.registry import TASKS
-from spmkit.tasks.base import ModelSpec, Split, Task, unwrap
+from spmkit.tasks.base import ModelSpec, PredictOptions, Split, Task, unwrap
 
 log = logging.getLogger("spmkit.tasks.classification")
 
@@ -42,6 +42,20 @@ class ClassificationRecipe(TrainRecipe):
     scale: tuple[float, float] = (0.08, 1.0)
     hflip: float = Field(0.5, ge=0, le=1)
     crop_pct: float | None = Field(None, gt=0, le=1)
+    # knowledge distillation (spmkit.train.distill); DeiT's defaults: alpha 0.5, tau 1
+    teacher: str | None = Field(None, description="distil from this teacher: a run checkpoint (RUN/best.pt), a "
+                                "blueprint (with teacher_weights) or timm:NAME (with teacher_weights)")
+    teacher_weights: str | None = Field(None, description="the weights of a blueprint or timm: teacher")
+    distill_type: Literal["soft", "hard"] = Field("soft", description="soft: KL at temperature distill_tau; "
+                                                  "hard: cross-entropy against the teacher's argmax (DeiT)")
+    distill_alpha: float = Field(0.5, ge=0, le=1, description="loss = (1 - alpha) task loss + alpha distillation")
+    distill_tau: float = Field(1.0, gt=0, le=100, description="softmax temperature of soft distillation")
+
+    @model_validator(mode="after")
+    def _teacher_weights_need_teacher(self) -> ClassificationRecipe:
+        if self.teacher_weights and not self.teacher:
+            raise ValueError("teacher_weights without teacher: name the teacher's blueprint or timm:NAME too")
+        return self
 
     @model_validator(mode="after")
     def _augmentation_builds(self) -> ClassificationRecipe:
@@ -115,6 +129,7 @@ class ClassificationTask(Task):
 
     name = "classification"
     recipe_class = ClassificationRecipe
+    predict_output = "sheet"
     best_metric = "top1"
     best_mode = "max"
     recipe: ClassificationRecipe
@@ -209,6 +224,42 @@ class ClassificationTask(Task):
         return create_transform(cfg["input_size"], is_training=False, interpolation=cfg["interpolation"],
                                 mean=cfg["mean"], std=cfg["std"], crop_pct=cfg["crop_pct"])
 
+    @torch.no_grad()
+    def predict(self, model: nn.Module, files: list[Path], names: list[str], device: torch.device,
+                options: PredictOptions, batch_size: int = 32):
+        """Top-``options.top_k`` classes with softmax probabilities for each image, in the evaluation
+        transform, ``batch_size`` images per forward; no picture per image (a ``sheet`` task)."""
+        from PIL import Image
+
+        tf = self.eval_transform(model)
+        top_k = options.top_k
+        k = min(top_k, len(names) or top_k)
+        for start in range(0, len(files), batch_size):
+            chunk = files[start:start + batch_size]
+            tensors = []
+            for p in chunk:
+                try:
+                    with Image.open(p) as im:
+                        tensors.append(tf(im.convert("RGB")))
+                except Exception as e:  # noqa: BLE001 - PIL raises many types
+                    raise DataError(f"cannot read image {p}: {e}") from None
+            with self.autocast(device):
+                logits = model(torch.stack(tensors).to(device))
+            probs = logits.float().softmax(-1).cpu()
+            values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
+            for vs, ix in zip(values.tolist(), indices.tolist()):
+                top = [{"class": names[i] if i < len(names) else str(i), "index": i, "probability": round(v, 6)}
+                       for v, i in zip(vs, ix)]
+                # named by the request: "top5" even with fewer classes
+                yield {"class": top[0]["class"], "probability": top[0]["probability"], f"top{top_k}": top}, None
+
+    def draw_sheet(self, files: list[Path], predictions: list[dict[str, Any]]) -> torch.Tensor:
+        """The images in a grid, each captioned with its file name and its top-3 classes."""
+        from spmkit.data.coco import read_rgb
+        from spmkit.tasks.dense.draw import contact_sheet
+
+        return contact_sheet([read_rgb(f) for f in files], [_caption(p) for p in predictions])
+
     def setup_training(self, model: nn.Module, info: dict[str, Any]) -> None:
         from timm.data import Mixup
         from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
@@ -278,3 +329,9 @@ class ClassificationTask(Task):
         ctx.all_reduce_sum(t)
         self._skipped = 0
         return {"train_skipped": float(t)}
+
+
+def _caption(pred: dict[str, Any]) -> list[str]:
+    top = next(v for k, v in pred.items() if k.startswith("top") and isinstance(v, list))
+    path = Path(pred["image"])
+    return [f"{path.parent.name}/{path.name}" if path.parent.name else path.name] + [f"{100 * t['probability']:5.1f}% {t['class']}" for t in top[:3]]
