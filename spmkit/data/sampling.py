@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch.utils.data import Dataset, Sampler
 
 from spmkit.data.stream import StreamDataset
-from spmkit.train.sampler import ShardSampler
+from spmkit.data.sampler import ShardSampler
 
 
 class StreamPlan:
