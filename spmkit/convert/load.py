@@ -16,7 +16,7 @@ from spmkit.errors import CheckpointError
 from spmkit.registry import CONVERTERS
 
 def _converters() -> None:
-    import spmkit.convert  # noqa: F401  (fills CONVERTERS)
+    import spmkit.convert.layouts  # noqa: F401  (each layout registers itself in CONVERTERS)
 
 
 def converter_names() -> list[str]:

@@ -94,3 +94,12 @@ def summary_lines(*, task: str, model_name: str, model: nn.Module, recipe: Train
         lines.append(f"resumed     {resumed}")
     lines += [f"run folder  {run_folder}  (train.log, metrics.jsonl, steps.jsonl, checkpoints)", "=" * 72]
     return lines
+
+
+def teacher_lines(source: str, kind: str, alpha: float, tau: float, size: tuple[int, int], value: float | None,
+                  metric: str = "top1") -> list[str]:
+    """The distillation block printed after the summary once the teacher is loaded and measured."""
+    mix = f"{kind} distillation, alpha {alpha:g}" + (f", tau {tau:g}" if kind == "soft" else "")
+    shown = f"{value:.2f}" if value is not None else "-"
+    return [f"teacher     {source}",
+            f"  {mix}; teacher input {size[0]}x{size[1]}; teacher val {metric} {shown} (measured before training)"]

@@ -30,6 +30,8 @@ def train(
     lr: Annotated[Optional[float], typer.Option("--lr", min=0.0, max=1e3, help="absolute lr (default: 5e-4 x global batch / 512)")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="data-loader workers per process")] = None,
     init: Annotated[Optional[str], typer.Option("--init", help="start from these weights (spmkit, timm or an official release's checkpoint; converted)")] = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="distil from this teacher: RUN/best.pt, a blueprint (with --teacher-weights) or timm:NAME (with --teacher-weights); shortcut for --set teacher=...")] = None,
+    teacher_weights: Annotated[Optional[str], typer.Option("--teacher-weights", help="weights of a blueprint or timm: teacher (shortcut for --set teacher_weights=...)")] = None,
     detector: Annotated[Optional[str], typer.Option("--detector", help="--task detection: mask_rcnn or retinanet (shortcut for --set detector=...)")] = None,
     seed: SeedOption = None,
     amp: AmpOption = None,
@@ -61,7 +63,8 @@ def train(
                   option="--gpus" if gpus is not None else "--device")
     overrides = list(set_ or [])
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("workers", workers),
-                       ("detector", detector), ("seed", seed), ("amp", amp), ("init", init)):
+                       ("detector", detector), ("seed", seed), ("amp", amp), ("init", init), ("teacher", teacher),
+                       ("teacher_weights", teacher_weights)):
         if value is not None:
             overrides.append(f"{key}={value}")
 

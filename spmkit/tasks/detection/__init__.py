@@ -20,7 +20,7 @@ from spmkit.tasks.detection.model import build_detector
 from spmkit.tasks.recipe import TrainRecipe
 from spmkit.errors import DataError, SpmkitError
 from spmkit.registry import TASKS
-from spmkit.tasks.base import ModelSpec, Split, Task, unwrap
+from spmkit.tasks.base import ModelSpec, PredictOptions, Split, Task, unwrap
 from spmkit.tasks.dense.common import DenseModelError, build_backbone, mean_std, world_size
 
 
@@ -76,6 +76,21 @@ def build_detector_model(backbone: nn.Module, recipe: DetectionRecipe, num_class
 
 def _empty_batch() -> tuple[list, list]:
     return [], []
+
+
+@torch.no_grad()
+def detect_one(model: nn.Module, image: torch.Tensor, names: list[str], score_threshold: float,
+               dev: torch.device) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Boxes (and masks) scoring at least ``score_threshold``, drawn with readable captions."""
+    from spmkit.tasks.dense.draw import draw_detections
+
+    pred = {k: v.float().cpu() for k, v in model([image.float().div(255).to(dev)])[0].items()}
+    drawn, n = draw_detections(image, pred, names, score_threshold=score_threshold)
+    keep = pred["scores"] >= score_threshold
+    dets = [{"class": names[int(l) - 1] if 0 < int(l) <= len(names) else int(l), "score": round(float(s), 4),
+             "box": [round(float(v), 1) for v in b]}
+            for b, l, s in zip(pred["boxes"][keep], pred["labels"][keep], pred["scores"][keep])]
+    return drawn, {"detections": dets, "count": n}
 
 
 @TASKS.register("detection")
@@ -206,3 +221,13 @@ class DetectionTask(Task):
         metrics["val_images"] = float(len(evaluator.image_ids))
         metrics["val_skipped"] = float(skipped)
         return {k: (v if not math.isnan(v) else -1.0) for k, v in metrics.items()}
+
+    # -- inference ------------------------------------------------------------------------------
+    def predict(self, model: nn.Module, files: list[Path], names: list[str], device: torch.device,
+                options: PredictOptions):
+        """Per image: its boxes scoring at least ``options.score_threshold``, drawn, and their list."""
+        from spmkit.data.coco import read_rgb
+
+        for f in files:
+            drawn, summary = detect_one(model, read_rgb(f), names, options.score_threshold, device)
+            yield summary, drawn
