@@ -13,7 +13,7 @@ from spmkit.train.distributed import DistContext
 from spmkit.convert.load import load_weights
 from spmkit.tasks.recipe import load_recipe
 from spmkit.infer.run_model import load_run_model
-from spmkit.train.sampler import ShardSampler
+from spmkit.data.sampling import loader_sampler, process_sampler
 from spmkit.train.worker_errors import SafeLoader
 from spmkit.errors import SpmkitError
 from spmkit.io.user_code import task_class
@@ -58,7 +58,7 @@ def evaluate(*, data: str | Path, checkpoint: str | Path | None = None, model: M
         net.to(memory_format=torch.channels_last)
     ds = t.build_dataset(Path(data), "val", net, info)
     loader = SafeLoader(
-        ds, batch_size=recipe.batch_size, sampler=ShardSampler(len(ds), shuffle=False, pad=False),
+        ds, batch_size=recipe.batch_size, sampler=loader_sampler(process_sampler(ds, shuffle=False, pad=False)),
         num_workers=recipe.resolved_workers(), collate_fn=t.collate_fn("val"), pin_memory=dev.type == "cuda")
     ctx = DistContext(device=dev)
     t0 = time.perf_counter()

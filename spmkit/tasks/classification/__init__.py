@@ -1,4 +1,4 @@
-"""Image classification on ImageNet-layout folders with the PVT/DeiT recipe (timm transforms, mixup, losses)."""
+"""Image classification on ImageNet-layout folders, webdataset shards or Hugging Face datasets with the PVT/DeiT recipe (timm transforms, mixup, losses)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pydantic import Field, model_validator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from spmkit.data.imagenet import ImageFolderDataset, find_classes
+from spmkit.data.sources import DataSource, open_source
 from spmkit.data.posterize import patch_posterize
 from spmkit.data.unreadable import LeaveOutCollate
 from spmkit.tasks.recipe import TrainRecipe
-from spmkit.errors import DataError, shorten
+from spmkit.errors import DataError, SpmkitError, shorten
 from spmkit.registry import TASKS
 from spmkit.tasks.base import ModelSpec, PredictOptions, Split, Task, unwrap
 from spmkit.tasks.skip_count import SkipCount
@@ -86,7 +86,13 @@ def build_model(spec: ModelSpec, num_classes: int, img_size: int | None = None) 
     if spec.blueprint.startswith("timm:"):
         import timm
 
-        return timm.create_model(spec.blueprint[5:], pretrained=False, num_classes=num_classes)
+        kwargs = timm_kwargs(spec)
+        try:
+            return timm.create_model(spec.blueprint[5:], pretrained=False, num_classes=num_classes, **kwargs)
+        except TypeError as e:  # an unknown keyword
+            if not kwargs:
+                raise
+            raise SpmkitError(f"{spec.blueprint} does not take --model-set {', '.join(kwargs)}: {e}") from None
     import spmkit
 
     source = spmkit.load_blueprint(spec.resolved if spec.resolved is not None else spec.blueprint,
@@ -95,6 +101,23 @@ def build_model(spec: ModelSpec, num_classes: int, img_size: int | None = None) 
     if img_size is not None and img_size != source.img_size:
         kwargs["img_size"] = img_size
     return spmkit.create_model(source, **kwargs)
+
+
+def timm_kwargs(spec: ModelSpec) -> dict[str, Any]:
+    """``--model-set KEY=VALUE`` of a ``timm:`` model: keyword arguments of ``timm.create_model``
+    (e.g. ``embed_dims=[16,32,48,64]``); one the model does not take is an SpmkitError."""
+    from spmkit.io.overrides import split_override
+
+    kwargs: dict[str, Any] = {}
+    for text in spec.overrides:
+        try:
+            key, value = split_override(text)
+        except ValueError:
+            raise SpmkitError(f"--model-set {text!r}: expected KEY=VALUE (a keyword of the timm model).") from None
+        if not key.isidentifier() or key in ("pretrained", "num_classes"):
+            raise SpmkitError(f"--model-set {key!r}: not a keyword argument a timm model can be given here.")
+        kwargs[key] = value
+    return kwargs
 
 
 def _no_images() -> tuple[None, None]:
@@ -117,10 +140,18 @@ class ClassificationTask(Task):
         self.mixup_fn = None
         self.train_loss_fn: nn.Module = nn.CrossEntropyLoss()
         self._skips = SkipCount()
+        self._source: DataSource | None = None
+
+    def source(self, data: Path | str) -> DataSource:
+        """The opened ``--data`` (a folder, shards or Hugging Face data; see ``spmkit.data.sources``)."""
+        if self._source is None or self._source.spec != str(data):
+            self._source = open_source(data)
+        return self._source
 
     def data_info(self, data_dir: Path) -> dict[str, Any]:
-        classes = find_classes(Path(data_dir) / "train")
-        find_classes(Path(data_dir) / "val")  # a missing val split fails now, not after the first epoch
+        source = self.source(data_dir)
+        classes = source.classes("train")
+        source.classes("val")  # a missing val split fails now, not after the first epoch
         n = self.recipe.num_classes
         if n is not None and n != len(classes):
             raise DataError(
@@ -131,7 +162,7 @@ class ClassificationTask(Task):
 
     def eval_data_info(self, data_dir: Path, stored: dict[str, Any] | None) -> dict[str, Any]:
         """Checkpoint classes must cover val/; without a checkpoint the val folders are the classes."""
-        classes = find_classes(Path(data_dir) / "val")
+        classes = self.source(data_dir).classes("val")
         if stored is None:
             if self.recipe.num_classes is not None and self.recipe.num_classes != len(classes):
                 raise DataError(f"{data_dir}/val has {len(classes)} class folders but num_classes is "
@@ -176,8 +207,8 @@ class ClassificationTask(Task):
             tf = patch_posterize(tf)  # 0 bits kept gives a black image, not a ValueError (see the module)
         else:
             tf = self.eval_transform(model)
-        return ImageFolderDataset(data_dir, split, info["classes"], transform=tf,
-                                  unreadable="substitute" if split == "train" else "leave_out")
+        return self.source(data_dir).dataset(split, info["classes"], tf,
+                                             "substitute" if split == "train" else "leave_out")
 
     def collate_fn(self, split: Split):
         """Batches ``(images, targets, skipped)``: ``skipped`` counts the batch's unreadable images (left
