@@ -16,7 +16,7 @@ from spmkit.blueprint.schema import METADATA_FIELDS, Blueprint
 from spmkit.errors import SpmkitError
 from spmkit.io.safe_yaml import read_yaml_file
 
-_IGNORED = METADATA_FIELDS
+_IGNORED = (*METADATA_FIELDS, "imports")  # imports: where components come from, not the model
 
 
 @dataclass

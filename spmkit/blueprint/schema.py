@@ -114,6 +114,9 @@ class Blueprint(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$", max_length=200)
+    imports: list[str] = Field(default_factory=list, max_length=64, description=(
+        "the user's .py files (relative to the blueprint file) or module names, imported before validation "
+        "so that the components they register can be named"))
     description: str = ""
     img_size: Int(ge=1, le=MAX_IMG_SIZE) | tuple[Int(ge=1, le=MAX_IMG_SIZE), Int(ge=1, le=MAX_IMG_SIZE)] = Field(
         224, description="declared input size; constraints are checked at it")

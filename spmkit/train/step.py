@@ -7,7 +7,7 @@ device (no host sync per batch); the loop reads it only when it logs.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -22,6 +22,9 @@ class TrainStep:
 
     ``model`` is the user's module (EMA source, clipping), ``train_model`` the possibly DDP- / compile-
     wrapped one that is called. ``step`` counts optimizer updates; the scheduler is stepped after each.
+    ``loss_fn`` (default ``task.training_loss``) may be replaced by a wrapper, e.g. distillation: it takes
+    ``(train_model, batch)`` and returns ``(loss, scalars)``. ``ema`` is updated here when given; the
+    training loop passes ``None`` and updates it in a hook.
     """
 
     def __init__(self, task: Task, model: nn.Module, train_model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -30,6 +33,7 @@ class TrainStep:
         self.task, self.model, self.train_model = task, model, train_model
         self.optimizer, self.scheduler, self.scaler, self.ema = optimizer, scheduler, scaler, ema
         self.recipe, self.ctx, self.step = recipe, ctx, step
+        self.loss_fn: Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, float]]] = task.training_loss
         #: the task's extra scalars of the last batch (``training_loss``'s second value)
         self.scalars: dict[str, float] = {}
 
@@ -38,7 +42,7 @@ class TrainStep:
         no_sync = self.ctx.distributed and not at_update and hasattr(self.train_model, "no_sync")
         with self.train_model.no_sync() if no_sync else contextlib.nullcontext():
             with self.task.autocast(self.ctx.device):
-                loss, self.scalars = self.task.training_loss(self.train_model, batch)
+                loss, self.scalars = self.loss_fn(self.train_model, batch)
             self.scaler.scale(loss / self.recipe.accum_steps).backward()
         if at_update:
             self.update()
