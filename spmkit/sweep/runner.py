@@ -66,9 +66,9 @@ class SweepOutcome:
 
 def _primary_metric(task: str) -> tuple[str, bool]:
     import spmkit.tasks  # noqa: F401  (registers the tasks)
-    from spmkit.registry import TASKS
+    from spmkit.io.user_code import task_class
 
-    cls = TASKS.get(task)
+    cls = task_class(task)
     return cls.best_metric, cls.best_mode == "max"
 
 
@@ -82,9 +82,9 @@ def _check(spec: SweepSpec, opts: SweepOptions) -> None:
         if not Path(opts.data).is_dir():
             raise SweepError(f"--data {opts.data}: no such folder.")
         import spmkit.tasks  # noqa: F401  (registers the tasks)
-        from spmkit.registry import TASKS
+        from spmkit.io.user_code import task_class
 
-        TASKS.get(spec.task)  # an unknown task: the registry's error, before anything runs
+        task_class(spec.task)  # an unknown task: the registry's error, before anything runs
     if opts.executor != "local" and opts.mode != "train":
         raise SweepError(f"--executor {opts.executor} submits training runs; {opts.mode} runs on this machine.")
 
@@ -94,9 +94,9 @@ def _check_recipes(spec: SweepSpec, grid: Grid) -> None:
     import spmkit.tasks  # noqa: F401
     from spmkit.tasks.recipe import load_recipe
     from spmkit.errors import SpmkitError
-    from spmkit.registry import TASKS
+    from spmkit.io.user_code import task_class
 
-    cls = TASKS.get(spec.task).recipe_class
+    cls = task_class(spec.task).recipe_class
     for v in list(grid.valid):
         try:
             load_recipe(cls, spec.recipe, list(v.recipe_overrides))

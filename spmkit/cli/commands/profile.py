@@ -197,7 +197,7 @@ def register(app: typer.Typer) -> None:
 def _check_sizes(entries, device: str, batch: int, sizes: tuple[tuple[int, int], ...]) -> None:
     """Refuse, before anything is built, a blueprint whose batch does not fit in the device's memory."""
     import spmkit
-    from spmkit.sizing import check_fits
+    from spmkit.builder import check_fits
 
     for entry in entries:
         if entry.spec is not None and not entry.spec.startswith("timm:"):

@@ -64,7 +64,9 @@ def _spec(base: str, new_base, vary, vary_recipe, set_, zip_, seeds, task, recip
     if seeds is not None:
         data["seeds"] = seeds
     if task is not None:
-        data["task"] = task
+        from spmkit.io.user_code import absolute_task
+
+        data["task"] = absolute_task(task)  # SOURCE.py:NAME: the jobs import the same file from any folder
     if recipe is not None:
         data["recipe"] = recipe
     return SweepSpec.model_validate(data)
