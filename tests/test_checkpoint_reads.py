@@ -86,7 +86,7 @@ LIBRARY = {
     "load_weights": lambda bad: __import__("spmkit.convert", fromlist=["load_weights"]).load_weights(
         spmkit.create_model("tiny_pvt"), bad, strict=False),
     "read_checkpoint": lambda bad: __import__("spmkit.convert", fromlist=["read_checkpoint"]).read_checkpoint(bad),
-    "load_checkpoint": lambda bad: __import__("spmkit.train.checkpoint", fromlist=["x"]).load_checkpoint(bad),
+    "load_checkpoint": lambda bad: __import__("spmkit.io.checkpoint", fromlist=["x"]).load_checkpoint(bad),
 }
 
 
@@ -104,7 +104,7 @@ def test_the_undamaged_checkpoint_still_loads(bad):
 
 def test_torch_load_is_called_only_by_the_verifying_readers():
     """A new ``torch.load`` elsewhere would read spmkit checkpoints without the checksum: route it through
-    ``spmkit.train.checkpoint.load_checkpoint`` or ``spmkit.convert.read_checkpoint`` instead."""
+    ``spmkit.io.checkpoint.load_checkpoint`` or ``spmkit.convert.read_checkpoint`` instead."""
     callers = {str(p.relative_to(SPMKIT)) for p in SPMKIT.rglob("*.py")
                if re.search(r"torch\.load\(|\bload\(\s*path, map_location", p.read_text())}
     assert callers <= READERS, callers - READERS

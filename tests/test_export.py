@@ -137,7 +137,7 @@ def test_cli_export_run_checkpoint_uses_its_weights_and_classes(tmp_path: Path) 
     import onnxruntime as ort
 
     import spmkit
-    from spmkit.train.checkpoint import FORMAT
+    from spmkit.io.checkpoint import FORMAT
 
     model = spmkit.create_model("tiny_pvt", num_classes=5).eval()
     ckpt = tmp_path / "best.pt"

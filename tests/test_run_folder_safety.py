@@ -18,7 +18,7 @@ from imagefolder_util import make_imagefolder, train_args
 from typer.testing import CliRunner
 
 from spmkit.cli.app import app
-from spmkit.train.checkpoint import load_checkpoint, save_checkpoint
+from spmkit.io.checkpoint import load_checkpoint, save_checkpoint
 from spmkit.train.run_dir import LOCK, MARKER, RunDir, read_jsonl
 from spmkit.errors import CheckpointError, SpmkitError
 

@@ -202,7 +202,7 @@ def test_cli_draws_an_image_file(tmp_path: Path) -> None:
 
 
 def test_checkpoint_weights_are_the_ones_drawn(tmp_path: Path) -> None:
-    from spmkit.train.checkpoint import save_checkpoint
+    from spmkit.io.checkpoint import save_checkpoint
     from spmkit.visualize.inputs import from_checkpoint
 
     model = from_blueprint("tiny_lit").model

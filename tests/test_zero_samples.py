@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from spmkit.cli.app import app
 from spmkit.data.synthetic_dense import make_shapes_ade20k, make_shapes_coco
-from spmkit.train.scored import NoSamplesError, require_scored
+from spmkit.tasks.scored import NoSamplesError, require_scored
 from spmkit.registry import TASKS
 
 runner = CliRunner()

@@ -44,7 +44,7 @@ def unwrap_state_dict(obj: Any, ema: bool = False, where: str = "checkpoint") ->
     """The weights inside a loaded checkpoint object. ``ema=True`` takes the EMA copy (an error if there is
     none); otherwise the plain weights, or the EMA copy when it is the only one. An spmkit checkpoint's
     checksum is verified first (``CheckpointError`` when its content was damaged)."""
-    from spmkit.train.checkpoint import verify_checksum
+    from spmkit.io.checkpoint import verify_checksum
 
     verify_checksum(obj, where)
     if ema and _is_state_dict(obj):

@@ -30,7 +30,7 @@ def load_run_model(path: str | Path, recipe_overrides: Sequence[str] = (), *, us
     ``CheckpointError`` naming the file. The model is returned in train mode on the CPU.
     """
     import spmkit.tasks  # noqa: F401  (registers the tasks)
-    from spmkit.train.checkpoint import load_checkpoint
+    from spmkit.io.checkpoint import load_checkpoint
     from spmkit.tasks.recipe import load_recipe
     from spmkit.io.user_code import task_class
     from spmkit.tasks.base import ModelSpec

@@ -48,7 +48,7 @@ Rules a task must keep:
   ``ctx.all_gather_object`` (predictions, e.g. for COCO evaluation), and returns the same ``dict[str,
   float]`` on every rank (at least on rank 0, which logs it). It must include ``best_metric``, and
   ``val_images`` (samples scored) and ``val_skipped`` (unreadable samples left out): when ``val_images`` is
-  0 the base class raises a ``DataError`` instead of returning metrics (``spmkit.train.scored``).
+  0 the base class raises a ``DataError`` instead of returning metrics (``spmkit.tasks.scored``).
 - ``best_metric`` names the metric that decides ``best.pt``; ``best_mode`` is ``"max"`` or ``"min"``.
 - Errors the user causes raise ``spmkit.errors.DataError`` / ``SpmkitError`` subclasses, never asserts.
 """
@@ -175,10 +175,10 @@ class Task(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Every task's ``evaluate`` refuses to report metrics computed from zero samples (see
-        :mod:`spmkit.train.scored`): a split with no readable sample is a ``DataError``, in train and eval."""
+        :mod:`spmkit.tasks.scored`): a split with no readable sample is a ``DataError``, in train and eval."""
         super().__init_subclass__(**kwargs)
         if "evaluate" in cls.__dict__ and not getattr(cls.__dict__["evaluate"], "__isabstractmethod__", False):
-            from spmkit.train.scored import scored_only
+            from spmkit.tasks.scored import scored_only
 
             cls.evaluate = scored_only(cls.__dict__["evaluate"])  # type: ignore[method-assign]
 

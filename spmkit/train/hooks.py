@@ -12,7 +12,7 @@ import os
 import signal
 from typing import TYPE_CHECKING, Any
 
-from spmkit.train.checkpoint import save_checkpoint
+from spmkit.io.checkpoint import save_checkpoint
 from spmkit.train.retention import checkpoint_listing, epoch_checkpoint, prune_epoch_checkpoints
 
 if TYPE_CHECKING:

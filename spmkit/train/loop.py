@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from spmkit.train.checkpoint import save_checkpoint
+from spmkit.io.checkpoint import save_checkpoint
 from spmkit.train.finite import FiniteGuard
 from spmkit.train.step import TrainStep
 from spmkit.train.setup import Training

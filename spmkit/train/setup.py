@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from spmkit.train.checkpoint import load_checkpoint, set_rng_state
+from spmkit.io.checkpoint import load_checkpoint, set_rng_state
 from spmkit.train.distributed import DistContext, sync_batchnorm
 from spmkit.train.optim import create_optimizer, create_scheduler
 from spmkit.tasks.recipe import TrainRecipe, load_recipe
@@ -108,7 +108,7 @@ class Training:
 
     def checkpoint_state(self, epoch: int, in_epoch: int, metrics: dict[str, Any] | None) -> dict[str, Any]:
         """What ``last.pt`` / ``best.pt`` hold: enough to resume exactly and to rebuild the model alone."""
-        from spmkit.train.checkpoint import rng_state
+        from spmkit.io.checkpoint import rng_state
         from spmkit.train.run_dir import versions
 
         p, ema = self.progress, self.ema

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from spmkit.train.checkpoint import load_checkpoint
+from spmkit.io.checkpoint import load_checkpoint
 from spmkit.train.distributed import DistContext, cleanup_distributed, init_distributed
 from spmkit.train.hooks import FAULT_ENV, Hook, default_hooks
 from spmkit.train.loop import TrainLoop
