@@ -20,7 +20,7 @@ from spmkit.errors import CheckpointError
 runner = CliRunner()
 SPMKIT = Path(spmkit.__file__).parent
 #: the only modules that may call torch.load: both verify an spmkit checkpoint's checksum
-READERS = {"engine/checkpoint.py", "convert/checkpoint.py"}
+READERS = {"io/checkpoint.py", "convert/reader.py"}
 
 
 def flip_weight_bytes(src: Path, dst: Path) -> None:
