@@ -24,7 +24,7 @@ runner = CliRunner()
 USER = b"the user's own file\n"
 
 #: commands that write nothing but stdout / stderr
-READ_ONLY = {"build", "eval", "list"}
+READ_ONLY = {"build", "eval", "list", "data check"}
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +53,20 @@ WRITERS: dict[str, Case] = {
     "sweep": lambda e, out: ["sweep", "tiny_pvt", "--vary", "stages.1.depth=1,2", "--profile-only", "--repeats", "1",
                              "--warmup", "0", "--no-memory", "--output", str(out.parent)],
     "train": lambda e, out: train_args(e["data"], out.parent, 1, 4),
+    "data pack": lambda e, out: ["data", "pack", str(e["data"]), "--format", "wds", "-o", str(out.parent)],
 }
 #: the name of the output file each case writes (in its own folder)
 OUT_NAME = {"convert": "w.pt", "export": "m.onnx", "visualize": "v.png", "predict": "p.png", "plot": "loss.png",
-            "profile": "rows.csv", "schema": "schema.json", "sweep": "results.csv", "train": "results.csv"}
+            "profile": "rows.csv", "schema": "schema.json", "sweep": "results.csv", "train": "results.csv",
+            "data pack": "train-000000.tar"}
 #: cases cheap enough to run to the end twice (the second run replaces spmkit's own file)
 RERUN = ["export", "plot", "schema", "visualize"]
 
 
 def test_every_registered_command_is_classified():
     names = {c.name or c.callback.__name__ for c in app.registered_commands}
+    names |= {f"{g.name} {c.name or c.callback.__name__}" for g in app.registered_groups
+              for c in g.typer_instance.registered_commands}
     assert names == set(WRITERS) | READ_ONLY, "classify the new command: does it write files? add a case here"
 
 
