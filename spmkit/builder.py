@@ -19,7 +19,9 @@ from spmkit.blueprint.params import CONTEXT_ARGS, constructor_parameters
 from spmkit.blueprint.schema import Blueprint, ComponentSpec, MixerSpec
 from spmkit.errors import BlueprintError, FieldIssue
 from spmkit.layers.drop import drop_path_rates
+from spmkit.io.user_code import import_all
 from spmkit.registry import ACTS, COMPONENT_REGISTRIES, load_components
+from spmkit.sizing import SizeEstimate, check_estimate, estimate_model
 
 
 class _Build:
@@ -84,9 +86,8 @@ def build_model(bp: Blueprint, *, device: Any = None, dtype: torch.dtype | None 
     other device the model is first counted on ``meta`` and refused (``ResourceError``, with the estimate)
     when it would not fit in the device's memory."""
     load_components()
+    import_all(bp.imports)  # a Blueprint made without load_blueprint (pickled, built in code): its components
     if torch.device(device if device is not None else "cpu").type != "meta":
-        from spmkit.sizing import check_fits
-
         check_fits(bp, device, dtype)
     b = _Build(bp, device, dtype)
     norm_spec = bp.norm
@@ -173,3 +174,16 @@ def build_model(bp: Blueprint, *, device: Any = None, dtype: torch.dtype | None 
     head = b.make("head", bp.head, "head", dict(in_dim=dims[-1]))
     b.fail_if_issues()
     return Backbone(bp, stem, stages, final_norm, head, feature_info)
+
+
+def estimate(bp: Blueprint, dtype: torch.dtype | None = None) -> SizeEstimate:
+    """Parameters and buffers of ``bp`` (exact, from a ``meta`` build) and one image's activations
+    (estimated): see ``spmkit.sizing``."""
+    return estimate_model(build_model(bp, device="meta", dtype=dtype), bp, dtype)
+
+
+def check_fits(bp: Blueprint, device: Any = None, dtype: torch.dtype | None = None, *, batch: int = 1,
+               input_size: tuple[int, int] | None = None) -> SizeEstimate | None:
+    """Raise ``spmkit.sizing.ResourceError`` (with the estimate) when ``bp`` cannot be built and run on
+    ``device`` for ``batch`` images of ``input_size`` (default: one image at the blueprint's ``img_size``)."""
+    return check_estimate(bp, lambda: estimate(bp, dtype), device, batch=batch, input_size=input_size)

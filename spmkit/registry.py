@@ -99,7 +99,7 @@ HEADS: Registry = Registry("head")
 NORMS: Registry = Registry("norm")
 ACTS: Registry = Registry("act")
 TASKS: Registry = Registry("task")
-#: Checkpoint layouts ``spmkit.convert`` reads (official releases, timm, spmkit), one file each in spmkit/convert/.
+#: Checkpoint layouts ``spmkit.convert`` reads (official releases, timm, spmkit), one file each in spmkit/convert/layouts/.
 CONVERTERS: Registry = Registry("converter")
 
 #: The registries whose components a blueprint names, by the blueprint field that names them.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -106,11 +106,9 @@ def _cgroup_headroom() -> int | None:
     return None
 
 
-def estimate(bp: Any, dtype: torch.dtype | None = None) -> SizeEstimate:
-    """Parameters and buffers (exact, from a ``meta`` build) and one image's activations (estimated)."""
-    from spmkit.builder import build_model
-
-    model = build_model(bp, device="meta", dtype=dtype)
+def estimate_model(model: Any, bp: Any, dtype: torch.dtype | None = None) -> SizeEstimate:
+    """Parameters and buffers (exact, from ``model``, a ``meta`` build of ``bp``) and one image's
+    activations (estimated). ``spmkit.builder.estimate(bp)`` builds the ``meta`` model and calls this."""
     params = sum(p.numel() for p in model.parameters())
     tensor_bytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
     elem = torch.empty((), dtype=dtype or torch.get_default_dtype()).element_size()
@@ -123,17 +121,19 @@ def estimate(bp: Any, dtype: torch.dtype | None = None) -> SizeEstimate:
     return SizeEstimate(params, tensor_bytes, int(acts * elem))
 
 
-def check_fits(bp: Any, device: Any = None, dtype: torch.dtype | None = None, *, batch: int = 1,
-               input_size: tuple[int, int] | None = None) -> SizeEstimate | None:
+def check_estimate(bp: Any, estimate: Callable[[], SizeEstimate], device: Any = None, *, batch: int = 1,
+                   input_size: tuple[int, int] | None = None) -> SizeEstimate | None:
     """Raise ``ResourceError`` (with the estimate) when ``bp`` cannot be built and run on ``device`` for
-    ``batch`` images of ``input_size`` (default: one image at the blueprint's ``img_size``)."""
+    ``batch`` images of ``input_size`` (default: one image at the blueprint's ``img_size``). ``estimate``
+    is called only when the device's free memory is known (``spmkit.builder.check_fits`` passes a ``meta``
+    build); this module never builds, so that the builder can use it."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
     if dev.type == "meta":
         return None
     free = available_bytes(dev)
     if free is None:
         return None
-    est = estimate(bp, dtype)
+    est = estimate()
     h, w = input_size or bp.image_size
     acts = int(est.activation_bytes * batch * (h * w) / (bp.image_size[0] * bp.image_size[1]))
     total = est.param_bytes + acts

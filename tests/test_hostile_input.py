@@ -169,8 +169,9 @@ def test_resource_bomb_is_refused_with_an_estimate_before_allocating() -> None:
 
 def test_model_larger_than_free_memory_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     import spmkit.sizing as sizing
+    from spmkit.builder import estimate
 
-    est = sizing.estimate(spmkit.load_blueprint("tiny_pvt"))
+    est = estimate(spmkit.load_blueprint("tiny_pvt"))
     assert est.params == sum(p.numel() for p in spmkit.create_model("tiny_pvt").parameters())
     monkeypatch.setattr(sizing, "available_bytes", lambda device: est.param_bytes // 2)
     with pytest.raises(sizing.ResourceError, match="110,698 parameters"):

@@ -2,18 +2,14 @@
 
 ``load_weights(model, path)`` reads a checkpoint (wrappers and ``module.`` prefixes removed), detects its
 layout from the keys, converts it to spmkit's names and loads it strictly. Layouts: ``spmkit.registry.
-CONVERTERS`` (one file each in this folder; see ``spmkit.convert.base`` for the contract).
+CONVERTERS`` (one file each in ``layouts/``; see ``spmkit.convert.base`` for the contract). The loading
+machinery (``reader``, ``load``, ``pretrained``, ``init_weights``) lives here, apart from the layouts.
 """
 
-from spmkit.registry import import_submodules
-
-import_submodules(__name__, __path__)
-
-from spmkit.convert.reader import load_state_dict_file, read_checkpoint, unwrap_state_dict  # noqa: E402
-from spmkit.convert.load import (  # noqa: E402
-    LoadReport, convert_state_dict, converter_names, detect_layout, load_weights,
-)
-from spmkit.convert.layouts.timm import detect_family, timm_state_dict_to_spmkit  # noqa: E402
+import spmkit.convert.layouts  # noqa: F401  (each release layout registers itself in CONVERTERS)
+from spmkit.convert.load import LoadReport, convert_state_dict, converter_names, detect_layout, load_weights
+from spmkit.convert.reader import load_state_dict_file, read_checkpoint, unwrap_state_dict
+from spmkit.convert.layouts.timm import detect_family, timm_state_dict_to_spmkit
 
 
 def load_timm_weights(model, source, family=None, strict: bool = False) -> LoadReport:

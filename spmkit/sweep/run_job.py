@@ -153,7 +153,9 @@ def run_job(job: RunJob, pass_fds: tuple[int, ...] = ()) -> dict[str, Any]:
             result["error"] = "stopped on a signal with last.pt written; running the sweep again resumes it"
         return result
     result = {"status": "ok", **done}
-    (folder / "result.json").write_text(json.dumps(result, indent=2))
+    from spmkit.io.atomic import write_text_atomic
+
+    write_text_atomic(folder / "result.json", json.dumps(result, indent=2))  # inside spmkit's own run folder
     return result
 
 

@@ -1,4 +1,6 @@
-"""Tasks the engine trains: each file registers one ``Task`` subclass in ``spmkit.registry.TASKS``."""
+"""The task contract (``base``, ``recipe``) and the tasks: one module or folder per task, each registering
+one ``Task`` subclass in ``spmkit.registry.TASKS`` (its recipe, data pieces, model wrapper, evaluation,
+prediction and drawing); ``dense/`` holds what detection and segmentation share."""
 
 from spmkit.registry import import_submodules
 

@@ -26,6 +26,13 @@ What the engine calls, in this order (``self.recipe`` is a validated ``recipe_cl
     metrics = task.evaluate(model, val_loader, ctx)   # every rank calls it; see below
     # spmkit eval: info = task.eval_data_info(data_dir, stored_info); build_model; build_dataset("val")
     task.end_of_epoch(ctx) -> dict                    # extra scalars, e.g. skipped corrupt images
+    # spmkit predict: model from the run (eval mode), then, per image of the request, in order:
+    for summary, drawn in task.predict(model, files, names, device, options): ...
+    sheet = task.draw_sheet(files, predictions)       # only for predict_output == "sheet", on --output
+
+A task is one module (or folder) of this package: its recipe class (a ``spmkit.tasks.recipe.TrainRecipe``
+subclass), data pieces, model wrapper, evaluation, eval transform, prediction and drawing. Training
+(``spmkit.train``), evaluation and prediction (``spmkit.infer``) and the CLI call only this contract.
 
 Rules a task must keep:
 
@@ -39,7 +46,9 @@ Rules a task must keep:
 - ``evaluate`` runs on **every** process with a loader whose sampler gives each process a disjoint shard
   (no padding, no duplicates). The task combines shards itself with ``ctx.all_reduce_sum`` (counts) or
   ``ctx.all_gather_object`` (predictions, e.g. for COCO evaluation), and returns the same ``dict[str,
-  float]`` on every rank (at least on rank 0, which logs it). It must include ``best_metric``.
+  float]`` on every rank (at least on rank 0, which logs it). It must include ``best_metric``, and
+  ``val_images`` (samples scored) and ``val_skipped`` (unreadable samples left out): when ``val_images`` is
+  0 the base class raises a ``DataError`` instead of returning metrics (``spmkit.tasks.scored``).
 - ``best_metric`` names the metric that decides ``best.pt``; ``best_mode`` is ``"max"`` or ``"min"``.
 - Errors the user causes raise ``spmkit.errors.DataError`` / ``SpmkitError`` subclasses, never asserts.
 """
@@ -49,7 +58,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Iterator, Literal, Protocol
 
 import torch
 from torch import nn
@@ -57,10 +66,21 @@ from torch.utils.data import DataLoader, Dataset
 
 from spmkit.tasks.recipe import TrainRecipe
 
-if TYPE_CHECKING:
-    from spmkit.train.distributed import DistContext
-
 Split = Literal["train", "val"]
+
+
+class Collectives(Protocol):
+    """What ``evaluate`` and ``end_of_epoch`` may use of the training processes: this process's device and
+    rank, and the two collectives. ``spmkit.train.distributed.DistContext`` is one; the contract names only
+    this, so that tasks sit below the training loop."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor: ...
+
+    def all_gather_object(self, obj: Any) -> list[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -75,6 +95,15 @@ class ModelSpec:
     blueprint: str
     overrides: tuple[str, ...] = ()
     resolved: dict[str, Any] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """What ``spmkit predict`` asks of a task: classes shown per image (classification), the score a
+    drawn detection needs (detection)."""
+
+    top_k: int = 5
+    score_threshold: float = 0.5
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -141,6 +170,17 @@ class Task(ABC):
     #: the metric of ``evaluate`` that decides ``best.pt``
     best_metric: ClassVar[str] = ""
     best_mode: ClassVar[Literal["max", "min"]] = "max"
+    #: what ``spmkit predict`` writes: one drawn PNG per image, or (on request) one contact sheet of all
+    predict_output: ClassVar[Literal["per_image", "sheet"]] = "per_image"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every task's ``evaluate`` refuses to report metrics computed from zero samples (see
+        :mod:`spmkit.tasks.scored`): a split with no readable sample is a ``DataError``, in train and eval."""
+        super().__init_subclass__(**kwargs)
+        if "evaluate" in cls.__dict__ and not getattr(cls.__dict__["evaluate"], "__isabstractmethod__", False):
+            from spmkit.tasks.scored import scored_only
+
+            cls.evaluate = scored_only(cls.__dict__["evaluate"])  # type: ignore[method-assign]
 
     def __init__(self, recipe: TrainRecipe) -> None:
         if not isinstance(recipe, self.recipe_class):
@@ -205,9 +245,34 @@ class Task(ABC):
     # -- evaluation -----------------------------------------------------------------------------
     @abstractmethod
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, loader: DataLoader, ctx: "DistContext") -> dict[str, float]:
+    def evaluate(self, model: nn.Module, loader: DataLoader, ctx: Collectives) -> dict[str, float]:
         """Metrics over this process's shard of ``loader``, combined over processes (see module docstring)."""
 
-    def end_of_epoch(self, ctx: "DistContext") -> dict[str, float]:
+    def nonfinite_loss_cause(self) -> str | None:
+        """Why a training loss seen so far could be NaN / inf because of the data (e.g. a segmentation batch
+        whose every label is ignored), for the engine's stop message; ``None`` when the task knows of none."""
+        return None
+
+    def end_of_epoch(self, ctx: Collectives) -> dict[str, float]:
         """Extra per-epoch values to log (summed over processes by the task if needed)."""
         return {}
+
+    # -- inference ------------------------------------------------------------------------------
+    def eval_transform(self, model: nn.Module) -> Callable[..., Any]:
+        """The evaluation transform of one image (what ``build_dataset(..., "val", ...)`` applies)."""
+        raise NotImplementedError(f"the {self.name!r} task has no evaluation transform")
+
+    def predict(self, model: nn.Module, files: list[Path], names: list[str], device: torch.device,
+                options: PredictOptions) -> Iterator[tuple[dict[str, Any], torch.Tensor | None]]:
+        """For each of ``files`` in order: a short JSON-able summary and, for ``per_image`` tasks, the drawn
+        picture (``uint8``, CHW). ``model`` is in eval mode on ``device``; ``names`` are the class names."""
+        raise NotImplementedError(f"the {self.name!r} task does not predict")
+
+    def draw_sheet(self, files: list[Path], predictions: list[dict[str, Any]]) -> torch.Tensor:
+        """One picture of ``files`` captioned with their ``predictions`` (``sheet`` tasks, on ``--output``)."""
+        raise NotImplementedError(f"the {self.name!r} task draws no contact sheet")
+
+    @classmethod
+    def can_predict(cls) -> bool:
+        """Whether the task implements ``predict``."""
+        return cls.predict is not Task.predict

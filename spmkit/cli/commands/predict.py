@@ -33,7 +33,7 @@ def predict(
     set_: RecipeSetOption = None,
     device: DeviceOption = None,
     devices: DevicesAlias = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite output PNGs that exist.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace output PNGs even if spmkit predict did not write them (never an input).")] = False,
     json_: JsonOption = False,
 ) -> None:
     from spmkit.io.devices import check_devices
@@ -47,23 +47,24 @@ def predict(
         doc = {"task": result.task, "predictions": result.predictions}
         if len(result.predictions) == 1:  # one image: its fields at the top level too
             doc.update(result.predictions[0])
-        if result.task == "classification" and result.outputs:
+        if result.kind == "sheet" and result.outputs:
             doc["output"] = str(result.outputs[0])
         typer.echo(json.dumps(doc))
         return
-    if result.task == "classification":
-        _classification_table(result.predictions)
-    for p in result.predictions if result.task != "classification" else []:
+    if result.kind == "sheet":  # one table of every image's top classes, then the contact sheet if any
+        _top_classes_table(result.predictions)
+        for path in result.outputs:
+            typer.echo(f"wrote {path}")
+        return
+    for p in result.predictions:
         typer.echo(f"{result.task}: {p['image']} -> {p['output']}")
         for det in p.get("detections", []):
             typer.echo(f"  {det['class']:>16} {det['score']:.2f}  box {det['box']}")
         for name, frac in p.get("pixel_fraction", {}).items():
             typer.echo(f"  {name:>16} {100 * frac:5.1f}% of pixels")
-    for path in result.outputs if result.task == "classification" else []:
-        typer.echo(f"wrote {path}")
 
 
-def _classification_table(predictions: list[dict]) -> None:
+def _top_classes_table(predictions: list[dict]) -> None:
     import sys
 
     from rich.console import Console

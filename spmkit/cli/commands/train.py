@@ -23,13 +23,15 @@ def train(
     data: Annotated[Path, typer.Option("--data", help="data folder (ImageNet layout: train/<class>/..., val/<class>/...)")],
     output: Annotated[Path, typer.Option("--output", "-o", help="run folder (metrics, checkpoints)")],
     blueprint: Annotated[Optional[str], typer.Option("--blueprint", "-b", help="blueprint name or YAML path; timm:<name> for a timm model")] = None,
-    task: Annotated[str, typer.Option("--task", help="classification, or a task another module registers")] = "classification",
+    task: Annotated[str, typer.Option("--task", help="classification, detection, segmentation, or SOURCE:NAME: a task NAME that your file (my_tasks.py:NAME) or module (my_pkg.tasks:NAME) registers")] = "classification",
     recipe: Annotated[Optional[Path], typer.Option("--recipe", help="recipe YAML (fields of the task's recipe)")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="shortcut for --set epochs=N")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="images per process per step")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", min=0.0, max=1e3, help="absolute lr (default: 5e-4 x global batch / 512)")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=0, help="data-loader workers per process")] = None,
     init: Annotated[Optional[str], typer.Option("--init", help="start from these weights (spmkit, timm or an official release's checkpoint; converted)")] = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="distil from this teacher: RUN/best.pt, a blueprint (with --teacher-weights) or timm:NAME (with --teacher-weights); shortcut for --set teacher=...")] = None,
+    teacher_weights: Annotated[Optional[str], typer.Option("--teacher-weights", help="weights of a blueprint or timm: teacher (shortcut for --set teacher_weights=...)")] = None,
     detector: Annotated[Optional[str], typer.Option("--detector", help="--task detection: mask_rcnn or retinanet (shortcut for --set detector=...)")] = None,
     seed: SeedOption = None,
     amp: AmpOption = None,
@@ -66,9 +68,13 @@ def train(
         # one clear message before anything is built or launched (not one traceback per process)
         check_devices(device, 1 if in_launched_process() else (gpus or nproc or 1),
                       option="--gpus" if gpus is not None else "--device")
+        from spmkit.io.user_code import absolute_task
+
+        task = absolute_task(task)  # a task file by absolute path: workers, checkpoints and eval import the same file
         overrides = list(set_ or [])
         for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("workers", workers),
-                           ("detector", detector), ("seed", seed), ("amp", amp), ("init", init)):
+                           ("detector", detector), ("seed", seed), ("amp", amp), ("init", init), ("teacher", teacher),
+                           ("teacher_weights", teacher_weights)):
             if value is not None:
                 overrides.append(f"{key}={value}")
 

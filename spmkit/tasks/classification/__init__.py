@@ -1,4 +1,4 @@
-"""Image classification on ImageNet-layout folders with the PVT/DeiT recipe (timm transforms, mixup, losses)."""
+"""Image classification on ImageNet-layout folders, webdataset shards or Hugging Face datasets with the PVT/DeiT recipe (timm transforms, mixup, losses)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from pydantic import Field, model_validator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from spmkit.data.imagenet import ImageFolderDataset, find_classes
+from spmkit.data.sources import DataSource, open_source
 from spmkit.data.posterize import patch_posterize
 from spmkit.data.unreadable import LeaveOutCollate
 from spmkit.tasks.recipe import TrainRecipe
-from spmkit.errors import DataError, shorten
+from spmkit.errors import DataError, SpmkitError, shorten
 from spmkit.registry import TASKS
-from spmkit.tasks.base import ModelSpec, Split, Task, unwrap
+from spmkit.tasks.base import ModelSpec, PredictOptions, Split, Task, unwrap
+from spmkit.tasks.skip_count import SkipCount
 
 log = logging.getLogger("spmkit.tasks.classification")
 
@@ -42,6 +43,20 @@ class ClassificationRecipe(TrainRecipe):
     scale: tuple[float, float] = (0.08, 1.0)
     hflip: float = Field(0.5, ge=0, le=1)
     crop_pct: float | None = Field(None, gt=0, le=1)
+    # knowledge distillation (spmkit.train.distill); DeiT's defaults: alpha 0.5, tau 1
+    teacher: str | None = Field(None, description="distil from this teacher: a run checkpoint (RUN/best.pt), a "
+                                "blueprint (with teacher_weights) or timm:NAME (with teacher_weights)")
+    teacher_weights: str | None = Field(None, description="the weights of a blueprint or timm: teacher")
+    distill_type: Literal["soft", "hard"] = Field("soft", description="soft: KL at temperature distill_tau; "
+                                                  "hard: cross-entropy against the teacher's argmax (DeiT)")
+    distill_alpha: float = Field(0.5, ge=0, le=1, description="loss = (1 - alpha) task loss + alpha distillation")
+    distill_tau: float = Field(1.0, gt=0, le=100, description="softmax temperature of soft distillation")
+
+    @model_validator(mode="after")
+    def _teacher_weights_need_teacher(self) -> ClassificationRecipe:
+        if self.teacher_weights and not self.teacher:
+            raise ValueError("teacher_weights without teacher: name the teacher's blueprint or timm:NAME too")
+        return self
 
     @model_validator(mode="after")
     def _augmentation_builds(self) -> ClassificationRecipe:
@@ -69,9 +84,15 @@ def build_model(spec: ModelSpec, num_classes: int, img_size: int | None = None) 
     ``img_size`` builds an spmkit model for that input size (position tables, attention windows).
     """
     if spec.blueprint.startswith("timm:"):
-        import timm
+        from spmkit.timm_models import create_timm_model
 
-        return timm.create_model(spec.blueprint[5:], pretrained=False, num_classes=num_classes)
+        kwargs = timm_kwargs(spec)
+        try:
+            return create_timm_model(spec.blueprint, num_classes=num_classes, **kwargs)
+        except TypeError as e:  # an unknown keyword
+            if not kwargs:
+                raise
+            raise SpmkitError(f"{spec.blueprint} does not take --model-set {', '.join(kwargs)}: {e}") from None
     import spmkit
 
     source = spmkit.load_blueprint(spec.resolved if spec.resolved is not None else spec.blueprint,
@@ -80,6 +101,23 @@ def build_model(spec: ModelSpec, num_classes: int, img_size: int | None = None) 
     if img_size is not None and img_size != source.img_size:
         kwargs["img_size"] = img_size
     return spmkit.create_model(source, **kwargs)
+
+
+def timm_kwargs(spec: ModelSpec) -> dict[str, Any]:
+    """``--model-set KEY=VALUE`` of a ``timm:`` model: keyword arguments of ``timm.create_model``
+    (e.g. ``embed_dims=[16,32,48,64]``); one the model does not take is an SpmkitError."""
+    from spmkit.io.overrides import split_override
+
+    kwargs: dict[str, Any] = {}
+    for text in spec.overrides:
+        try:
+            key, value = split_override(text)
+        except ValueError:
+            raise SpmkitError(f"--model-set {text!r}: expected KEY=VALUE (a keyword of the timm model).") from None
+        if not key.isidentifier() or key in ("pretrained", "num_classes"):
+            raise SpmkitError(f"--model-set {key!r}: not a keyword argument a timm model can be given here.")
+        kwargs[key] = value
+    return kwargs
 
 
 def _no_images() -> tuple[None, None]:
@@ -92,6 +130,7 @@ class ClassificationTask(Task):
 
     name = "classification"
     recipe_class = ClassificationRecipe
+    predict_output = "sheet"
     best_metric = "top1"
     best_mode = "max"
     recipe: ClassificationRecipe
@@ -100,11 +139,19 @@ class ClassificationTask(Task):
         super().__init__(recipe)
         self.mixup_fn = None
         self.train_loss_fn: nn.Module = nn.CrossEntropyLoss()
-        self._skipped = 0
+        self._skips = SkipCount()
+        self._source: DataSource | None = None
+
+    def source(self, data: Path | str) -> DataSource:
+        """The opened ``--data`` (a folder, shards or Hugging Face data; see ``spmkit.data.sources``)."""
+        if self._source is None or self._source.spec != str(data):
+            self._source = open_source(data)
+        return self._source
 
     def data_info(self, data_dir: Path) -> dict[str, Any]:
-        classes = find_classes(Path(data_dir) / "train")
-        find_classes(Path(data_dir) / "val")  # a missing val split fails now, not after the first epoch
+        source = self.source(data_dir)
+        classes = source.classes("train")
+        source.classes("val")  # a missing val split fails now, not after the first epoch
         n = self.recipe.num_classes
         if n is not None and n != len(classes):
             raise DataError(
@@ -115,7 +162,7 @@ class ClassificationTask(Task):
 
     def eval_data_info(self, data_dir: Path, stored: dict[str, Any] | None) -> dict[str, Any]:
         """Checkpoint classes must cover val/; without a checkpoint the val folders are the classes."""
-        classes = find_classes(Path(data_dir) / "val")
+        classes = self.source(data_dir).classes("val")
         if stored is None:
             if self.recipe.num_classes is not None and self.recipe.num_classes != len(classes):
                 raise DataError(f"{data_dir}/val has {len(classes)} class folders but num_classes is "
@@ -160,8 +207,8 @@ class ClassificationTask(Task):
             tf = patch_posterize(tf)  # 0 bits kept gives a black image, not a ValueError (see the module)
         else:
             tf = self.eval_transform(model)
-        return ImageFolderDataset(data_dir, split, info["classes"], transform=tf,
-                                  unreadable="substitute" if split == "train" else "leave_out")
+        return self.source(data_dir).dataset(split, info["classes"], tf,
+                                             "substitute" if split == "train" else "leave_out")
 
     def collate_fn(self, split: Split):
         """Batches ``(images, targets, skipped)``: ``skipped`` counts the batch's unreadable images (left
@@ -177,6 +224,42 @@ class ClassificationTask(Task):
         cfg = self.data_config(model)
         return create_transform(cfg["input_size"], is_training=False, interpolation=cfg["interpolation"],
                                 mean=cfg["mean"], std=cfg["std"], crop_pct=cfg["crop_pct"])
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, files: list[Path], names: list[str], device: torch.device,
+                options: PredictOptions, batch_size: int = 32):
+        """Top-``options.top_k`` classes with softmax probabilities for each image, in the evaluation
+        transform, ``batch_size`` images per forward; no picture per image (a ``sheet`` task)."""
+        from PIL import Image
+
+        tf = self.eval_transform(model)
+        top_k = options.top_k
+        k = min(top_k, len(names) or top_k)
+        for start in range(0, len(files), batch_size):
+            chunk = files[start:start + batch_size]
+            tensors = []
+            for p in chunk:
+                try:
+                    with Image.open(p) as im:
+                        tensors.append(tf(im.convert("RGB")))
+                except Exception as e:  # noqa: BLE001 - PIL raises many types
+                    raise DataError(f"cannot read image {p}: {e}") from None
+            with self.autocast(device):
+                logits = model(torch.stack(tensors).to(device))
+            probs = logits.float().softmax(-1).cpu()
+            values, indices = probs.topk(min(k, probs.shape[1]), dim=1)
+            for vs, ix in zip(values.tolist(), indices.tolist()):
+                top = [{"class": names[i] if i < len(names) else str(i), "index": i, "probability": round(v, 6)}
+                       for v, i in zip(vs, ix)]
+                # named by the request: "top5" even with fewer classes
+                yield {"class": top[0]["class"], "probability": top[0]["probability"], f"top{top_k}": top}, None
+
+    def draw_sheet(self, files: list[Path], predictions: list[dict[str, Any]]) -> torch.Tensor:
+        """The images in a grid, each captioned with its file name and its top-3 classes."""
+        from spmkit.data.coco import read_rgb
+        from spmkit.tasks.dense.draw import contact_sheet
+
+        return contact_sheet([read_rgb(f) for f in files], [_caption(p) for p in predictions])
 
     def setup_training(self, model: nn.Module, info: dict[str, Any]) -> None:
         from timm.data import Mixup
@@ -195,8 +278,8 @@ class ClassificationTask(Task):
             self.train_loss_fn = nn.CrossEntropyLoss()
 
     def training_loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        images, targets, skipped = batch
-        self._skipped += int(skipped.sum())
+        images, targets, _ = batch
+        self._skips.add(batch)
         if self.mixup_fn is not None:
             images, targets = self._mix(images, targets)
         logits = model(images)
@@ -243,7 +326,10 @@ class ClassificationTask(Task):
         }
 
     def end_of_epoch(self, ctx) -> dict[str, float]:
-        t = torch.tensor([float(self._skipped)], dtype=torch.float64, device=ctx.device)
-        ctx.all_reduce_sum(t)
-        self._skipped = 0
-        return {"train_skipped": float(t)}
+        return self._skips.end_of_epoch(ctx)
+
+
+def _caption(pred: dict[str, Any]) -> list[str]:
+    top = next(v for k, v in pred.items() if k.startswith("top") and isinstance(v, list))
+    path = Path(pred["image"])
+    return [f"{path.parent.name}/{path.name}" if path.parent.name else path.name] + [f"{100 * t['probability']:5.1f}% {t['class']}" for t in top[:3]]

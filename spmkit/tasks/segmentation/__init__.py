@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from spmkit.data.ade20k import ADE20K, IGNORE_INDEX
-from spmkit.data.unreadable import LeaveOutCollate, SkipUnreadable
+from spmkit.data.unreadable import SkipUnreadable
 from spmkit.data.segmentation_transforms import (
     SegmentationEvalTransform,
     SegmentationTrainTransform,
@@ -26,12 +26,14 @@ from spmkit.tasks.segmentation.model import Segmentor
 from spmkit.tasks.recipe import TrainRecipe
 from spmkit.errors import DataError
 from spmkit.registry import TASKS
-from spmkit.tasks.base import ModelSpec, Split, Task, unwrap
+from spmkit.tasks.base import ModelSpec, PredictOptions, Split, Task, unwrap
+from spmkit.tasks.skip_count import SkipCount
 from spmkit.tasks.dense.common import (
     DenseModelError,
     RepeatDataset,
     build_backbone,
     iteration_epoch_length,
+    leave_out_collate,
     mean_std,
 )
 from spmkit.io.value_types import Float, Int
@@ -75,8 +77,25 @@ class SegmentationRecipe(TrainRecipe):
     dropout: float = Field(0.1, ge=0, lt=1)
 
 
-def _empty_batch() -> tuple[list, list]:
-    return [], []
+@torch.no_grad()
+def segment_one(model: nn.Module, task: "SegmentationTask", image: torch.Tensor, names: list[str],
+                dev: torch.device, legend: bool = True) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The class map blended over the image, with a legend of the classes present (most pixels first)."""
+    from spmkit.tasks.dense.draw import add_legend, draw_segmentation
+
+    r = task.recipe
+    x, _ = task.eval_transform(model)(image, torch.zeros(1))
+    logits = infer_logits(model, x[None].to(dev), mode=r.inference, crop_size=r.crop_size, stride=r.slide_stride,
+                          out_size=tuple(image.shape[-2:]))
+    label_map = logits.argmax(1)[0].cpu()
+    counts = torch.bincount(label_map.flatten(), minlength=model.num_classes).double() / label_map.numel()
+    order = [i for i in counts.argsort(descending=True).tolist() if counts[i] > 0]
+    name = lambda i: names[i] if i < len(names) else str(i)  # noqa: E731
+    drawn = draw_segmentation(image, label_map, model.num_classes)
+    if legend:
+        drawn = add_legend(drawn, [(f"{name(i)} {100 * float(counts[i]):.0f}%", i) for i in order],
+                           model.num_classes)
+    return drawn, {"pixel_fraction": {name(i): round(float(counts[i]), 4) for i in order[:5]}}
 
 
 @TASKS.register("segmentation")
@@ -91,7 +110,8 @@ class SegmentationTask(Task):
 
     def __init__(self, recipe: SegmentationRecipe) -> None:
         super().__init__(recipe)
-        self._skipped = 0
+        self._skips = SkipCount()
+        self._all_ignored: int | None = None  # pixels of the first batch whose labels were all ignored
 
     def data_info(self, data_dir: Path) -> dict[str, Any]:
         return self._info(ADE20K(data_dir, "train"))
@@ -125,7 +145,7 @@ class SegmentationTask(Task):
     def build_dataset(self, data_dir: Path, split: Split, model: nn.Module, info: dict[str, Any]) -> Dataset:
         r = self.recipe
         if split == "val":
-            val = ADE20K(data_dir, "val", transforms=SegmentationEvalTransform(r.scale))
+            val = ADE20K(data_dir, "val", transforms=self.eval_transform(model))
             val.class_names = list(info["classes"])  # the model's classes name the per-class IoUs
             return SkipUnreadable(val, "leave_out")
         ds = ADE20K(
@@ -143,26 +163,31 @@ class SegmentationTask(Task):
 
     def collate_fn(self, split: Split):
         """Batches ``(images, labels, skipped)``; ``skipped`` counts unreadable pairs (left out in evaluation)."""
-        return LeaveOutCollate(collate_segmentation, _empty_batch)
+        return leave_out_collate(collate_segmentation)
 
     def end_of_epoch(self, ctx) -> dict[str, float]:
-        t = torch.tensor([float(self._skipped)], dtype=torch.float64, device=ctx.device)
-        ctx.all_reduce_sum(t)
-        self._skipped = 0
-        return {"train_skipped": float(t)}
+        return self._skips.end_of_epoch(ctx)
 
     # -- training -------------------------------------------------------------------------------
     def training_loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         images, labels = batch[0], batch[1]
-        if len(batch) > 2:
-            self._skipped += int(batch[2])
+        self._skips.add(batch)
         logits = model(images)
         n = unwrap(model).num_classes
         valid = labels[labels != IGNORE_INDEX]
         if valid.numel() and int(valid.max()) >= n:
             raise DataError(f"a training label is >= num_classes ({n}); check num_classes and the annotations.")
+        if not valid.numel() and self._all_ignored is None:  # cross-entropy over zero pixels is 0/0 = NaN
+            self._all_ignored = labels.numel()
         loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
         return loss, {}
+
+    def nonfinite_loss_cause(self) -> str | None:
+        if self._all_ignored is None:
+            return None
+        return (f"every label pixel of a training batch ({self._all_ignored} pixels) is the ignore index "
+                f"{IGNORE_INDEX}, so the loss averages over zero pixels: check the label maps (with "
+                f"reduce_zero_label, class 0 becomes {IGNORE_INDEX}) and crop_size / cat_max_ratio")
 
     # -- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -202,3 +227,17 @@ class SegmentationTask(Task):
                 name = names[i] if i < len(names) else str(i)
                 metrics[f"IoU.{re.sub(r'[^A-Za-z0-9_]+', '_', name)}"] = 100 * iou
         return {k: (v if v == v else 0.0) for k, v in metrics.items()}
+
+    # -- inference ------------------------------------------------------------------------------
+    def eval_transform(self, model: nn.Module) -> SegmentationEvalTransform:
+        """Image and label map resized by ``recipe.scale`` (the label map kept at full size)."""
+        return SegmentationEvalTransform(self.recipe.scale)
+
+    def predict(self, model: nn.Module, files: list[Path], names: list[str], device: torch.device,
+                options: PredictOptions):
+        """Per image: the class map over the image with a legend, and the largest classes' pixel shares."""
+        from spmkit.data.coco import read_rgb
+
+        for f in files:
+            drawn, summary = segment_one(model, self, read_rgb(f), names, device)
+            yield summary, drawn
