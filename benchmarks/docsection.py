@@ -1,4 +1,5 @@
-"""Write a generated section into docs/benchmarks.md between HTML comment markers, leaving the rest alone."""
+"""Write a generated section into docs/benchmarks.md (or another doc) between HTML comment markers, leaving the
+rest alone; read one back to check it is up to date."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def machine() -> str:
 def write_section(key: str, title: str, body: str, doc: Path = DOC) -> Path:
     """Replace (or append) the ``## title`` section delimited by ``<!-- key:start -->`` / ``<!-- key:end -->``."""
     start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
-    block = f"{start}\n## {title}\n\n{body.strip()}\n{end}\n"
+    block = f"{start}{section_block(title, body)}{end}\n"
     text = doc.read_text() if doc.exists() else "# Benchmarks\n\nNumbers and the commands that produced them.\n\n"
     if start in text and end in text:
         head, rest = text.split(start, 1)
@@ -41,3 +42,17 @@ def write_section(key: str, title: str, body: str, doc: Path = DOC) -> Path:
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
     return doc
+
+
+def read_section(key: str, doc: Path = DOC) -> str | None:
+    """The text between ``<!-- key:start -->`` and ``<!-- key:end -->`` (heading included), or ``None``."""
+    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
+    text = doc.read_text() if doc.exists() else ""
+    if start not in text or end not in text:
+        return None
+    return text.split(start, 1)[1].split(end, 1)[0]
+
+
+def section_block(title: str, body: str) -> str:
+    """What ``write_section`` puts between the markers."""
+    return f"\n## {title}\n\n{body.strip()}\n"

@@ -75,6 +75,18 @@ def _to_map(tokens: torch.Tensor, hw: tuple[int, int], prefix: int) -> torch.Ten
     return tokens[:, prefix:].reshape(B, hw[0], hw[1], C)
 
 
+def first_conv_name(model: nn.Module) -> str | None:
+    """The name of the first convolution that reads the image (timm's ``pretrained_cfg['first_conv']``): the
+    first ``Conv2d`` of the stem (in registration order) whose input channels are the model's."""
+    in_chans = getattr(model, "in_chans", 3)
+    for root in ("stem", ""):
+        module = model.get_submodule(root) if root else model
+        for name, m in module.named_modules():
+            if isinstance(m, nn.Conv2d) and m.in_channels == in_chans:
+                return ".".join(p for p in (root, name) if p)
+    return None
+
+
 class Backbone(nn.Module):
     """A hierarchical backbone built from a blueprint (see ``spmkit.builder.build_model``)."""
 
@@ -106,7 +118,7 @@ class Backbone(nn.Module):
             interpolation="bicubic",
             crop_pct=0.9,
             num_classes=self.num_classes,
-            first_conv="stem.proj",
+            first_conv=first_conv_name(self),
             classifier="head.fc",
             architecture=f"spmkit_{blueprint.name}",
         )

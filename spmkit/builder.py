@@ -19,6 +19,7 @@ from spmkit.blueprint.params import CONTEXT_ARGS, constructor_parameters
 from spmkit.blueprint.schema import Blueprint, ComponentSpec, MixerSpec
 from spmkit.errors import BlueprintError, FieldIssue
 from spmkit.layers.drop import drop_path_rates
+from spmkit.io.user_code import import_all
 from spmkit.registry import ACTS, COMPONENT_REGISTRIES, load_components
 from spmkit.sizing import SizeEstimate, check_estimate, estimate_model
 
@@ -85,6 +86,7 @@ def build_model(bp: Blueprint, *, device: Any = None, dtype: torch.dtype | None 
     other device the model is first counted on ``meta`` and refused (``ResourceError``, with the estimate)
     when it would not fit in the device's memory."""
     load_components()
+    import_all(bp.imports)  # a Blueprint made without load_blueprint (pickled, built in code): its components
     if torch.device(device if device is not None else "cpu").type != "meta":
         check_fits(bp, device, dtype)
     b = _Build(bp, device, dtype)

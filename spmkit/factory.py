@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from torch import nn
@@ -131,7 +132,8 @@ def register_blueprint(path_or_name: str | os.PathLike, name: str | None = None)
     from timm.models import register_model
 
     bp = load_blueprint(path_or_name)
-    entry = _timm_entry(str(path_or_name))
+    # a file by absolute path: the entry reads it (and its ``imports``) again from any working directory
+    entry = _timm_entry(bp.source if bp.source and Path(bp.source).is_file() else str(path_or_name))
     entry.__name__ = entry.__qualname__ = f"spmkit_{name or bp.name}"
     setattr(sys.modules[__name__], entry.__name__, entry)
     register_model(entry)

@@ -25,7 +25,7 @@ LAYERS: list[list[str]] = [
     ["spmkit.backbone", "spmkit.blueprint", "spmkit.sizing", "spmkit.builder"],
     ["spmkit.convert"],
     # the public API: create_model, load_blueprint, timm registration
-    ["spmkit", "spmkit.factory", "spmkit._timm_hook"],
+    ["spmkit", "spmkit.factory", "spmkit._timm_hook", "spmkit.timm_models"],
     ["spmkit.data", "spmkit.profile"],
     ["spmkit.tasks"],
     ["spmkit.train", "spmkit.infer"],

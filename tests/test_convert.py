@@ -18,6 +18,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 import spmkit
+from spmkit.blueprint.zoo import releases
 from spmkit.cli.app import app
 from spmkit.convert import convert_state_dict, detect_layout, load_weights, read_checkpoint
 from spmkit.convert.load import fit_report
@@ -28,28 +29,9 @@ from spmkit.registry import CONVERTERS
 
 LAYOUTS = Path(__file__).parent / "data" / "official_layouts"
 
-# recorded layout -> (converter, blueprint)
-OFFICIAL = {
-    "swin_tiny_patch4_window7_224": ("swin", "swin_t"),
-    "pvt_tiny": ("pvt_v1", "pvt_tiny"),
-    "pvt_small": ("pvt_v1", "pvt_small"),
-    "pvt_medium": ("pvt_v1", "pvt_medium"),
-    "pvt_large": ("pvt_v1", "pvt_large"),
-    "pvt_v2_b0": ("pvt_v2", "pvt_v2_b0"),
-    "pvt_v2_b1": ("pvt_v2", "pvt_v2_b1"),
-    "pvt_v2_b2": ("pvt_v2", "pvt_v2_b2"),
-    "pvt_v2_b3": ("pvt_v2", "pvt_v2_b3"),
-    "pvt_v2_b4": ("pvt_v2", "pvt_v2_b4"),
-    "pvt_v2_b5": ("pvt_v2", "pvt_v2_b5"),
-    "pvt_spm_tiny": ("pvt_spm", "pvt_tiny_spm"),
-    "pvt_spm_small": ("pvt_spm", "pvt_small_spm"),
-    "lit_ti": ("lit", "lit_ti"),
-    "lit_s": ("lit", "lit_s"),
-    "lit_m": ("lit", "lit_m"),
-    "lit_b": ("lit", "lit_b"),
-    **{f"groupmixformer_{s}": ("groupmixformer", f"groupmixformer_{s}") for s in "mtsbl"},
-    **{f"glnet_{s}": ("glnet", f"glnet_{s}") for s in ("stl", "stl_paramslot", "4g", "9g", "16g")},
-}
+# blueprint -> (converter, blueprint), from the blueprints' release data; each reproduction blueprint has a
+# recorded layout of its release's state_dict in LAYOUTS/<blueprint>.json.gz
+OFFICIAL = {name: (release.layout, name) for name, release in releases().items()}
 
 
 def _dims(dims, heads, depths=(1, 1, 1, 1)) -> list[str]:
@@ -61,10 +43,10 @@ def _dims(dims, heads, depths=(1, 1, 1, 1)) -> list[str]:
 
 # small variants of the blueprints with the official block structure (image-size dependent buffers kept)
 TINY = {
-    "swin_tiny_patch4_window7_224": _dims((16, 32, 48, 64), (1, 1, 2, 2), (2, 2, 2, 2)),
+    "swin_t": _dims((16, 32, 48, 64), (1, 1, 2, 2), (2, 2, 2, 2)),
     "pvt_tiny": ["img_size=64", *_dims((16, 32, 48, 64), (1, 1, 2, 2))],
     "pvt_v2_b0": ["img_size=64"],
-    "pvt_spm_tiny": ["img_size=64", *_dims((16, 32, 48, 64), (1, 1, 2, 2))],
+    "pvt_tiny_spm": ["img_size=64", *_dims((16, 32, 48, 64), (1, 1, 2, 2))],
     "lit_ti": ["img_size=64", *_dims((16, 32, 48, 64), (1, 1, 2, 2))],
     "lit_s": _dims((16, 32, 48, 64), (1, 1, 2, 2)),
     "groupmixformer_b": ["img_size=64", *_dims((40, 40, 80, 80), (8, 8, 8, 8))],
@@ -137,6 +119,15 @@ def tiny_model(name: str, seed: int = 0) -> nn.Module:
 
 
 # -- every recorded layout converts strictly into its full-size blueprint (meta device) --------------
+
+
+def test_every_release_has_a_recorded_layout_and_every_recording_a_release() -> None:
+    recorded = {p.name.removesuffix(".json.gz") for p in LAYOUTS.glob("*.json.gz")}
+    assert recorded == set(OFFICIAL)
+    assert len(OFFICIAL) >= 27
+    for name, (conv, _) in OFFICIAL.items():
+        assert conv in CONVERTERS, (name, conv)
+        assert all(layout in CONVERTERS for layout in releases()[name].layouts()), name
 
 
 @pytest.mark.parametrize("name", sorted(OFFICIAL))
@@ -314,7 +305,7 @@ def test_timm_train_checkpoint_with_namespace(tmp_path: Path) -> None:
 
 # -- the interface lines ----------------------------------------------------------------------------------
 
-CLI_CASES = ["swin_tiny_patch4_window7_224", "pvt_tiny", "pvt_v2_b0", "pvt_spm_tiny", "lit_ti", "lit_s",
+CLI_CASES = ["swin_t", "pvt_tiny", "pvt_v2_b0", "pvt_tiny_spm", "lit_ti", "lit_s",
              "groupmixformer_b", "glnet_stl", "glnet_16g"]
 
 
@@ -338,12 +329,12 @@ def test_cli_convert_then_create_model(tmp_path: Path, name: str) -> None:
 
 
 def test_cli_convert_fails_in_one_paragraph_on_a_partial_file(tmp_path: Path) -> None:
-    model = tiny_model("swin_tiny_patch4_window7_224")
-    sd = official_like("swin_tiny_patch4_window7_224", model)
+    model = tiny_model("swin_t")
+    sd = official_like("swin_t", model)
     sd = {k: v for k, v in sd.items() if "downsample" not in k}  # the 11 tensors the old convert left fresh
     torch.save(sd, tmp_path / "partial.pth")
     res = CliRunner().invoke(app, ["convert", str(tmp_path / "partial.pth"), "-b", "swin_t", "-o",
-                                   str(tmp_path / "out.pt"), *[a for o in TINY["swin_tiny_patch4_window7_224"]
+                                   str(tmp_path / "out.pt"), *[a for o in TINY["swin_t"]
                                                                 for a in ("--set", o)]])
     assert res.exit_code == 2 and "stages.1.downsample.reduction.weight" in res.output
     assert "Traceback" not in res.output and not (tmp_path / "out.pt").exists()

@@ -61,3 +61,15 @@ def test_bad_input_is_reported_once_before_launching(tmp_path, monkeypatch) -> N
     assert args[:1] == ["train"] and "--nproc" not in args  # the children train instead of launching again
     assert ["--set", "epochs=3"] == args[args.index("epochs=3") - 1 : args.index("epochs=3") + 1]
     assert args[args.index("--device") + 1] == "cpu" and args[args.index("--blueprint") + 1] == "tiny_pvt"
+
+
+def test_static_ranks_get_the_environment_torchrun_would_give() -> None:
+    from spmkit.train.launch import rank_envs
+
+    plan = plan_launch(4, nodes=2, node_rank=1, rdzv_endpoint="head:29500", env={})
+    assert plan.static and not plan_launch(4, nodes=2, rdzv_endpoint="head:29500", env={}).static
+    envs = rank_envs(plan, ("head", "29500"))
+    assert [e["RANK"] for e in envs] == ["4", "5", "6", "7"] and [e["LOCAL_RANK"] for e in envs] == ["0", "1", "2", "3"]
+    assert {(e["WORLD_SIZE"], e["LOCAL_WORLD_SIZE"], e["MASTER_ADDR"], e["MASTER_PORT"]) for e in envs} == {
+        ("8", "4", "head", "29500")}
+    assert plan_launch(2, env={}).static  # one node: started here, on a free local port

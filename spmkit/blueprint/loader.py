@@ -4,7 +4,11 @@ Merge rules for ``extends`` (and documented in docs/blueprints.md):
 - mappings merge key by key; lists and scalars in the child replace the base's;
 - a component mapping in the child that names a ``type`` replaces the base's component wholesale;
 - top-level keys with dots (``stages.2.depth: 4``) are overrides applied after the merge, like ``--set``;
-- a dotted override that changes a component's ``type`` drops that component's old parameters.
+- a dotted override that changes a component's ``type`` drops that component's old parameters;
+- ``reference`` and ``release`` belong to the file that writes them: a child never gets its base's
+  (a child that reproduces a release too writes its own figures).
+- ``imports`` accumulate along the chain (base first); each file's entries are relative to that file and are
+  stored absolute, so a resolved blueprint (checkpoint, run folder) imports the same files from anywhere.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from typing import Any, Sequence
 
 from pydantic import ValidationError
 
-from spmkit.blueprint.schema import Blueprint
+from spmkit.blueprint.schema import OWN_FIELDS, Blueprint
 from spmkit.errors import BlueprintError, FieldIssue, shorten
 from spmkit.io.overrides import split_override
 from spmkit.io.safe_yaml import YamlInputError, read_yaml_file
+from spmkit.io.user_code import UserImportError, absolute_entry, check_entry, import_entry
 
 _PREFIX = "spmkit_"
 #: the longest ``extends`` chain and the most parts of a dotted key (``stages.2.mixer.window_size``)
@@ -155,6 +160,7 @@ def read_raw(src: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> tuple[dict
                                                               f"files (stopped at {path.name})")])
     data = _read_yaml(path)
     parent = data.pop("extends", None)
+    own_imports = _absolute_imports(data.pop("imports", None), path.parent, path) if "imports" in data else None
     dotted = {k: data.pop(k) for k in [k for k in data if isinstance(k, str) and "." in k]}
     if parent is not None:
         if not isinstance(parent, str) or not parent or "\0" in parent:
@@ -162,10 +168,44 @@ def read_raw(src: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> tuple[dict
         rel = path.parent / parent
         base_src: str | Path = rel if rel.is_file() else parent
         base, _ = read_raw(base_src, (*_seen, path))
+        for key in OWN_FIELDS:  # the base's figures and release are the base's, never the child's
+            base.pop(key, None)
         data = merge(base, data)
+    if own_imports is not None:
+        data["imports"] = list(dict.fromkeys([*data.get("imports", []), *own_imports]))
     for key, value in dotted.items():
         set_dotted(data, key, value, str(path))
     return data, path
+
+
+def _absolute_imports(value: Any, base: Path, source: str | Path) -> list[str]:
+    """A blueprint's ``imports`` checked, with file entries made absolute against folder ``base``."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BlueprintError(source, [FieldIssue("imports", "must be a list of .py files (relative to the "
+                                                            "blueprint) or module names, e.g. [my_mixer.py]")])
+    issues = [FieldIssue(f"imports.{i}", p) for i, p in enumerate(map(check_entry, value)) if p is not None]
+    if issues:
+        raise BlueprintError(source, issues)
+    return [absolute_entry(entry, base) for entry in value]
+
+
+def run_imports(data: dict[str, Any], source: str, base: Path | None = None) -> None:
+    """Import the files and modules ``data["imports"]`` names (their registrations), before validation.
+    Entries still relative (a dict or ``--set`` override) are relative to ``base``, default the working
+    directory; they are stored absolute in ``data``."""
+    if data.get("imports", []) is None:
+        del data["imports"]
+    if "imports" not in data:
+        return
+    entries = _absolute_imports(data["imports"], base or Path.cwd(), source)
+    data["imports"] = entries
+    for i, entry in enumerate(entries):
+        try:
+            import_entry(entry)
+        except UserImportError as err:
+            raise BlueprintError(source, [FieldIssue(f"imports.{i}", str(err))]) from None
 
 
 _TYPE_TAGS = ("function-", "list[", "tuple[", "constrained-", "nullable[", "union[", "MixerSpec")
@@ -214,6 +254,7 @@ def load_blueprint(src: str | os.PathLike | dict[str, Any] | Blueprint, override
         key, value = parse_override(text)
         set_dotted(data, key, value, f"{source} (--set {text})")
         keys.append(key)
+    run_imports(data, source)
     try:
         bp = Blueprint.model_validate(data)
     except ValidationError as err:

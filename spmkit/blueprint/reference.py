@@ -1,8 +1,9 @@
 """How a blueprint relates to the reference count it carries: equal, or a variant that changes fields.
 
-``reference: {params: N}`` belongs to the file that writes it. A variant that ``extends:`` that file (or a
-``--model-set`` override) inherits the metadata while changing the model, so a different count is expected:
-:func:`compare_with_reference` says which fields differ and by how many parameters, as information.
+``reference: {params: N}`` belongs to the file that writes it: ``extends`` does not pass it on. A variant that
+``extends:`` that file (or a ``--model-set`` override of it) changes the model, so a different count is
+expected: :func:`compare_with_reference` finds the nearest file of the ``extends`` chain that writes a count and
+says which fields differ and by how many parameters, as information.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spmkit.blueprint.schema import Blueprint
+from spmkit.blueprint.schema import METADATA_FIELDS, Blueprint
 from spmkit.errors import SpmkitError
 from spmkit.io.safe_yaml import read_yaml_file
 
-_IGNORED = ("name", "description", "reference")
+_IGNORED = (*METADATA_FIELDS, "imports")  # imports: where components come from, not the model
 
 
 @dataclass
@@ -88,18 +89,17 @@ def reference_file(source: str | Path) -> Path | None:
 
 
 def compare_with_reference(bp: Blueprint, params: int) -> ReferenceComparison | None:
-    """Compare ``bp`` (with ``params`` parameters) with the blueprint file its ``reference`` count belongs to;
-    ``None`` when it carries no count."""
+    """Compare ``bp`` (with ``params`` parameters) with its own ``reference`` count, or else with the nearest
+    file of its ``extends`` chain that writes one; ``None`` when there is none."""
     from spmkit.blueprint.loader import load_blueprint
 
-    count = bp.reference.get("params")
-    if not count:
-        return None
+    own = bp.reference.get("params")
     ref_path = reference_file(bp.source) if bp.source else None
     if ref_path is None:
-        return ReferenceComparison(bp.name, int(count), params, timm=bp.reference.get("timm"))
+        return ReferenceComparison(bp.name, int(own), params, timm=bp.reference.get("timm")) if own else None
     ref = load_blueprint(ref_path)
-    return ReferenceComparison(ref.name, int(count), params, changed_fields(ref, bp), timm=ref.reference.get("timm"))
+    count = int(ref.reference["params"])
+    return ReferenceComparison(ref.name, count, params, changed_fields(ref, bp), timm=ref.reference.get("timm"))
 
 
 def describe(cmp: ReferenceComparison, max_fields: int = 6) -> str:

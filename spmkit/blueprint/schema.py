@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, SerializerFunctionWrapHandler, field_validator,
                       model_serializer, model_validator)
 
+from spmkit.blueprint.release import Release
 from spmkit.io.value_types import Float, Int
 
 #: size bounds of a blueprint: far above any published backbone, low enough that building one on the meta
@@ -100,6 +101,10 @@ class StageSpec(BaseModel):
 
 
 INHERITED_STAGE_FIELDS = ("heads", "mlp_ratio", "mixer", "block", "merging", "pos_embed")
+#: fields that describe a blueprint and do not change the model it builds
+METADATA_FIELDS = ("name", "description", "reference", "release")
+#: metadata that belongs to the file writing it: ``extends`` does not pass it on to a child
+OWN_FIELDS = ("reference", "release")
 
 
 class Blueprint(BaseModel):
@@ -109,6 +114,9 @@ class Blueprint(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$", max_length=200)
+    imports: list[str] = Field(default_factory=list, max_length=64, description=(
+        "the user's .py files (relative to the blueprint file) or module names, imported before validation "
+        "so that the components they register can be named"))
     description: str = ""
     img_size: Int(ge=1, le=MAX_IMG_SIZE) | tuple[Int(ge=1, le=MAX_IMG_SIZE), Int(ge=1, le=MAX_IMG_SIZE)] = Field(
         224, description="declared input size; constraints are checked at it")
@@ -132,7 +140,10 @@ class Blueprint(BaseModel):
     head: HeadSpec = HeadSpec()
     out_indices: list[Int(ge=-MAX_STAGES, le=MAX_STAGES)] | None = Field(
         None, description="stages returned as features (default: all)")
-    reference: dict[str, Any] = Field(default_factory=dict, description="metadata: official params, timm name, ...")
+    reference: dict[str, Any] = Field(default_factory=dict, description="metadata: official params, timm name, ...; "
+                                      "the file's own figures (not passed on by extends)")
+    release: Release | None = Field(None, description="the official code, checkpoint layout and published weights "
+                                                      "this blueprint reproduces (not passed on by extends)")
 
     _source: str | None = PrivateAttr(None)
 

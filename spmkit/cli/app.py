@@ -7,7 +7,11 @@ import pkgutil
 import sys
 from typing import Annotated
 
-import typer
+from spmkit.train.preemption import install_early
+
+install_early(sys.argv)  # spmkit train: a SLURM signal during the imports below is not lost (issue 21)
+
+import typer  # noqa: E402
 
 app = typer.Typer(
     name="spmkit",
@@ -60,9 +64,26 @@ class _Command(typer.core.TyperCommand):
         return params
 
 
+class _Group(typer.core.TyperGroup):
+    """A command group (``spmkit data``) whose own ``--help`` shows no placeholder either."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and not param.metavar:
+                param.metavar = ""
+        return params
+
+
 def _flags_take_no_value() -> None:
     """Every registered command renders its flags without a placeholder, so one added later needs nothing."""
-    for command in app.registered_commands:
+    commands = list(app.registered_commands)
+    for group in app.registered_groups:  # e.g. spmkit data pack|check
+        commands += group.typer_instance.registered_commands
+        chosen = getattr(group.cls, "value", group.cls)  # typer wraps unset settings in a DefaultPlaceholder
+        if chosen is None or chosen is typer.core.TyperGroup:
+            group.cls = _Group
+    for command in commands:
         if command.cls is None or command.cls is typer.core.TyperCommand:
             command.cls = _Command
 

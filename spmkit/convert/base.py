@@ -7,9 +7,10 @@ A converter is a small class in its own file, registered in ``CONVERTERS``::
     class PVTv1(Converter):
         release = "whai362/PVT classification/pvt.py"
         def detect(self, keys): return "pos_embed1" in keys and "patch_embed2.proj.weight" in keys
-        def rules(self, state_dict): return [(r"^patch_embed1\\.", "stem."), ...]
+        rule_table = [(r"^patch_embed1\\.", "stem."), ...]
 
-``rules`` are ``(regex, replacement)`` pairs applied in order with ``re.sub`` (a replacement may be a
+``rule_table`` (or, for a layout that varies within a release, the method ``rules(state_dict)``) holds
+``(regex, replacement)`` pairs applied in order with ``re.sub`` (a replacement may be a
 function of the match, e.g. to shift a stage index); ``transforms`` reshape tensors by their new name;
 ``checks`` name buffers that are verified against what spmkit computes and then dropped. Whether the
 result fits a model (every tensor used, every parameter set, shapes equal) is checked by
@@ -51,9 +52,12 @@ class Converter:
         """Whether a state_dict with these keys is in this layout."""
         raise NotImplementedError
 
+    #: the key renames of a layout that has one table (``rules`` returns it)
+    rule_table: Sequence[Rule] = ()
+
     def rules(self, state_dict: dict[str, torch.Tensor]) -> Sequence[Rule]:
         """Key renames, applied in order (the state_dict is given for layouts that vary within a release)."""
-        return ()
+        return self.rule_table
 
     transforms: Sequence[Transform] = ()
     checks: Sequence[Check] = ()

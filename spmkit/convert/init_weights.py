@@ -25,10 +25,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def load_init_weights(model: nn.Module, source: str | Path | dict[str, Any],
                       from_: str | None = None) -> dict[str, list[str]]:
     """Load ``source`` into ``model`` non-strictly, converting its layout (detected from the keys, or
-    ``from_``); returns the missing, unexpected and shape-skipped keys and the layout read."""
+    ``from_``); returns the missing, unexpected and shape-skipped keys, the size-dependent tables resized
+    to the model (position embeddings, relative-position tables: never skipped) and the layout read."""
     from spmkit.convert.load import load_weights
 
     r = load_weights(model, source, from_=from_, strict=False)
     skipped = r.skipped_shape
     return {"missing": [k for k in r.missing if k not in skipped], "unexpected": r.unexpected,
-            "skipped": skipped, "layout": [r.layout]}
+            "skipped": skipped, "resized": r.resized,
+            "layout": [r.layout]}

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from spmkit.convert.reader import read_checkpoint
+from spmkit.convert.resize import resize_tables
 from spmkit.errors import CheckpointError
 from spmkit.registry import CONVERTERS
 
@@ -57,6 +58,8 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     skipped_shape: list[str] = field(default_factory=list)
+    #: size-dependent tables resized to the model's size (position embeddings, relative-position tables)
+    resized: list[str] = field(default_factory=list)
     #: file shape and model shape of each ``skipped_shape`` key
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
 
@@ -95,12 +98,17 @@ def mismatch_message(r: LoadReport, where: str) -> str:
 
 
 def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, torch.Tensor], *,
-                 from_: str | None = None, strict: bool = True, ema: bool = False) -> LoadReport:
+                 from_: str | None = None, strict: bool = True, ema: bool = False,
+                 optional: tuple[str, ...] = ()) -> LoadReport:
     """Load an official, timm or spmkit checkpoint (file, folder or state_dict) into ``model``.
 
+    Size-dependent tables (position embeddings, relative-position bias tables) are first resized to the
+    model's size by the modules that own them (``spmkit.convert.resize``).
     ``strict``: any tensor of the file unused, tensor of the model unset or shape that differs raises
     ``CheckpointError`` listing them, and the model is left untouched. Otherwise tensors that fit are
     loaded and the rest reported (e.g. SPM layers absent from a baseline's weights keep their init).
+    ``optional``: key prefixes of the model that may stay unset even when strict (a backbone release has no
+    classifier: ``("head.",)``).
     """
     where = os.fspath(source) if not isinstance(source, Mapping) else "state_dict"
     sd = read_checkpoint(source, ema=ema) if not isinstance(source, Mapping) else dict(source)
@@ -110,9 +118,10 @@ def load_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, torc
         except CheckpointError:  # a starting point in names of its own: load what matches, report the rest
             from_ = "spmkit"
     layout, converted = convert_state_dict(sd, from_, where)
-    own = model.state_dict()
+    converted, resized = resize_tables(model, converted, where)
+    own = {k: v for k, v in model.state_dict().items() if not (optional and k.startswith(optional))}
     report = fit_report(converted, own)
-    report.layout = layout
+    report.layout, report.resized = layout, resized
     if strict and (report.missing or report.unexpected or report.skipped_shape):
         raise CheckpointError(mismatch_message(report, where))
     model.load_state_dict({k: converted[k] for k in report.loaded}, strict=False)

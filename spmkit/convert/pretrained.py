@@ -2,7 +2,8 @@
 
 - ``timm.create_model("spmkit_NAME", pretrained=True, pretrained_cfg_overlay=dict(file=PATH))``, a
   ``local-dir:FOLDER`` name, or a Hub id: the weights go through ``spmkit.convert`` (official, timm or
-  spmkit layouts) and load strictly; a classifier of another class count is left out, as timm does.
+  spmkit layouts), size-dependent tables are resized to the model (``spmkit.convert.resize``), and they load
+  strictly; a classifier of another class count is left out, as timm does.
 - ``save_pretrained(model, FOLDER)`` writes ``config.json`` (timm's format: architecture, num_classes,
   pretrained_cfg, model_args; plus the resolved blueprint) and ``model.safetensors``, which
   ``timm.create_model("local-dir:FOLDER", pretrained=True)`` and ``spmkit.create_model("local-dir:FOLDER")``
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from spmkit.convert.reader import read_checkpoint, unwrap_state_dict
+from spmkit.convert.resize import resize_tables
 from spmkit.convert.load import LoadReport, convert_state_dict, fit_report, mismatch_message
 from spmkit.errors import CheckpointError
 
@@ -71,12 +73,13 @@ def load_converted(model: nn.Module, state_dict: Mapping[str, torch.Tensor], whe
     """Convert and load strictly, except a classifier of another class count (or none, for feature
     extractors): left out, as timm does."""
     layout, sd = convert_state_dict(state_dict, where=where)
+    sd, resized = resize_tables(model, sd, where)
     own = model.state_dict()
     if any(k.startswith("head.fc.") and (k not in own or own[k].shape != v.shape) for k, v in sd.items()):
         sd = {k: v for k, v in sd.items() if not k.startswith("head.fc.")}
         own = {k: v for k, v in own.items() if not k.startswith("head.fc.")}
     report = fit_report(sd, own)
-    report.layout = layout
+    report.layout, report.resized = layout, resized
     if report.missing or report.unexpected or report.skipped_shape:
         raise CheckpointError(mismatch_message(report, where))
     model.load_state_dict(sd, strict=False)
@@ -97,7 +100,8 @@ def load_timm_pretrained(model: nn.Module, variant: str, pretrained_cfg: Any = N
         load_converted(model, unwrap_state_dict(sd) if not src else sd, str(src or "state_dict"))
     elif cfg.get("hf_hub_id") or cfg.get("url"):
         def _filter(state_dict: dict[str, torch.Tensor], _model: nn.Module | None = None) -> dict[str, torch.Tensor]:
-            return convert_state_dict(unwrap_state_dict(state_dict), where=variant)[1]
+            converted = convert_state_dict(unwrap_state_dict(state_dict), where=variant)[1]
+            return resize_tables(model, converted, variant)[0]
 
         load_pretrained(model, cfg, num_classes=num_classes, in_chans=getattr(model, "in_chans", 3),
                         filter_fn=_filter, strict=True)

@@ -42,7 +42,11 @@ def _is_state_dict(obj: Any) -> bool:
 
 def unwrap_state_dict(obj: Any, ema: bool = False, where: str = "checkpoint") -> dict[str, torch.Tensor]:
     """The weights inside a loaded checkpoint object. ``ema=True`` takes the EMA copy (an error if there is
-    none); otherwise the plain weights, or the EMA copy when it is the only one."""
+    none); otherwise the plain weights, or the EMA copy when it is the only one. An spmkit checkpoint's
+    checksum is verified first (``CheckpointError`` when its content was damaged)."""
+    from spmkit.io.checkpoint import verify_checksum
+
+    verify_checksum(obj, where)
     if ema and _is_state_dict(obj):
         raise CheckpointError(f"{where} has no EMA weights (it is a bare state_dict).")
     if not _is_state_dict(obj) and isinstance(obj, dict):

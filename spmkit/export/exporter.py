@@ -9,6 +9,7 @@ fails it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import inspect
 import io
 import os
@@ -78,17 +79,20 @@ def export_model(
     atol: float = 1e-4,
     overrides: Sequence[str] = (),
     seed: int = 0,
+    force: bool = False,
 ) -> ExportReport:
     """Export ``source`` (blueprint name/YAML or run checkpoint) to ``output``, re-run the file on a random
     input and compare with eager PyTorch. Raises ``ExportError`` (one paragraph) when the export fails or
-    the largest absolute difference exceeds ``atol``; a mismatching file is deleted."""
+    the largest absolute difference exceeds ``atol``. The file is exported and checked under a temporary name
+    and only then moved onto ``output``: a failed or mismatching export leaves nothing (and any previous
+    file) behind. ``output`` is never the source; an existing file ``spmkit export`` did not write is replaced
+    only with ``force`` (see ``spmkit.io.output_paths``)."""
+    from spmkit.io.output_paths import Outputs
+
     if fmt not in FORMATS:
         raise SpmkitError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}.")
-    output = Path(output)
-    if output.is_dir():
-        raise SpmkitError(f"-o {output} is a directory; give a file name (e.g. {output / 'model.onnx'}).")
-    if Path(str(source)).exists() and output.exists() and output.resolve() == Path(str(source)).resolve():
-        raise SpmkitError(f"-o {output} is the input file; refusing to overwrite it. Choose another name.")
+    outs = Outputs("export", inputs=[source if Path(str(source)).exists() else None], force=force)
+    output = outs.claim(output, "--output")
     if opset is not None and fmt != "onnx":
         raise SpmkitError("--opset applies to --format onnx only.")
     if fmt == "onnx" and dynamo and not onnx_has_dynamo_exporter():
@@ -106,42 +110,44 @@ def export_model(
     x_check = torch.randn(check_batch, src.in_chans, h, w, generator=gen)
     with torch.no_grad():
         ref = src.model(x_check)
-    output.parent.mkdir(parents=True, exist_ok=True)
     exporter = "torch.export" if fmt == "exported-program" else f"torch.onnx ({'dynamo' if dynamo else 'TorchScript'})"
-    t0 = time.perf_counter()
-    try:
-        with _quiet():
-            if fmt == "exported-program":
-                _export_program(src, x, output, dynamic_batch)
-            elif dynamo:
-                _export_onnx_dynamo(src, x, output, dynamic_batch, opset)
-            else:
-                _export_onnx_torchscript(src, x, output, dynamic_batch, opset)
-    except SpmkitError:
-        raise
-    except Exception as err:  # noqa: BLE001 - any exporter failure becomes one paragraph naming the cause
-        raise ExportError(_explain(err, src, exporter, fmt)) from None
-    seconds = time.perf_counter() - t0
-    out, checked_with = _run_file(output, fmt, x_check)
-    report = ExportReport(src.name, output, fmt, exporter, tuple(x.shape), dynamic_batch, check_batch,
-                          checked_with, None, atol, seconds, opset)
-    if out is None:
-        return report
-    if out.shape != ref.shape:
-        output.unlink(missing_ok=True)
-        raise ExportError(f"{src.name} exported with {exporter}, but {output} gives an output of shape "
-                          f"{tuple(out.shape)} for a batch of {check_batch} where eager PyTorch gives "
-                          f"{tuple(ref.shape)}; the file was deleted.")
-    diff = (out.float() - ref.float()).abs().max().item()
-    report.max_abs_diff = diff
-    if not diff <= atol:  # also NaN
-        output.unlink(missing_ok=True)
-        raise ExportError(
-            f"{src.name} exported with {exporter}, but {output} differs from eager PyTorch by up to {diff:.3g} "
-            f"(max absolute difference, {checked_with}, a random batch of {check_batch} at {h}x{w}), more than "
-            f"the tolerance {atol:g}; the file was deleted. Raise --atol if this difference is acceptable, "
-            f"or try the other exporter ({'--no-dynamo' if dynamo else '--dynamo'} / --format exported-program)."
-        )
+    with outs, outs.path(output) as tmp:  # moved onto ``output`` only if everything below succeeds
+        t0 = time.perf_counter()
+        try:
+            with _quiet():
+                if fmt == "exported-program":
+                    _export_program(src, x, tmp, dynamic_batch)
+                elif dynamo:
+                    _export_onnx_dynamo(src, x, tmp, dynamic_batch, opset)
+                else:
+                    _export_onnx_torchscript(src, x, tmp, dynamic_batch, opset)
+        except SpmkitError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any exporter failure becomes one paragraph naming the cause
+            disk = err if isinstance(err, OSError) else err.__cause__ or err.__context__
+            if isinstance(disk, OSError) and disk.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+                from spmkit.io.atomic import write_error  # the disk, not the model: exit 2, nothing written
+
+                raise write_error(output, disk, kept=output.exists()) from None
+            raise ExportError(_explain(err, src, exporter, fmt)) from None
+        seconds = time.perf_counter() - t0
+        out, checked_with = _run_file(tmp, fmt, x_check)
+        report = ExportReport(src.name, output, fmt, exporter, tuple(x.shape), dynamic_batch, check_batch,
+                              checked_with, None, atol, seconds, opset)
+        if out is not None:
+            if out.shape != ref.shape:
+                raise ExportError(f"{src.name} exported with {exporter}, but the file gives an output of shape "
+                                  f"{tuple(out.shape)} for a batch of {check_batch} where eager PyTorch gives "
+                                  f"{tuple(ref.shape)}; nothing was written to {output}.")
+            diff = (out.float() - ref.float()).abs().max().item()
+            report.max_abs_diff = diff
+            if not diff <= atol:  # also NaN
+                raise ExportError(
+                    f"{src.name} exported with {exporter}, but the file differs from eager PyTorch by up to "
+                    f"{diff:.3g} (max absolute difference, {checked_with}, a random batch of {check_batch} at "
+                    f"{h}x{w}), more than the tolerance {atol:g}; nothing was written to {output}. Raise --atol "
+                    f"if this difference is acceptable, or try the other exporter "
+                    f"({'--no-dynamo' if dynamo else '--dynamo'} / --format exported-program).")
     return report
 
 
@@ -220,9 +226,8 @@ def _run_file(output: Path, fmt: str, x: torch.Tensor) -> tuple[torch.Tensor | N
         session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
         result = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     except Exception as err:  # noqa: BLE001 - a file onnxruntime cannot load or run is the export's failure
-        output.unlink(missing_ok=True)
-        raise ExportError(f"onnxruntime cannot run {output} ({type(err).__name__}: {_first_line(err)}); "
-                          f"the file was deleted. Try the other exporter or --format exported-program.") from None
+        raise ExportError(f"onnxruntime cannot run the exported file ({type(err).__name__}: {_first_line(err)}); "
+                          f"nothing was written. Try the other exporter or --format exported-program.") from None
     return torch.from_numpy(result), "onnxruntime"
 
 

@@ -13,10 +13,10 @@ from spmkit.train.distributed import DistContext
 from spmkit.convert.load import load_weights
 from spmkit.tasks.recipe import load_recipe
 from spmkit.infer.run_model import load_run_model
-from spmkit.data.sampler import ShardSampler
+from spmkit.data.sampling import loader_sampler, process_sampler
 from spmkit.train.worker_errors import SafeLoader
 from spmkit.errors import SpmkitError
-from spmkit.registry import TASKS
+from spmkit.io.user_code import task_class
 from spmkit.tasks.base import ModelSpec
 
 import spmkit.tasks  # noqa: F401  (registers the tasks)
@@ -46,7 +46,7 @@ def evaluate(*, data: str | Path, checkpoint: str | Path | None = None, model: M
         t, net, info = run.task, run.model, run.info
         recipe = t.recipe
     else:
-        task_cls = TASKS.get(task or "classification")
+        task_cls = task_class(task or "classification")
         recipe = load_recipe(task_cls.recipe_class, None, extra)
         t = task_cls(recipe)
         info = t.eval_data_info(Path(data), None)
@@ -58,7 +58,7 @@ def evaluate(*, data: str | Path, checkpoint: str | Path | None = None, model: M
         net.to(memory_format=torch.channels_last)
     ds = t.build_dataset(Path(data), "val", net, info)
     loader = SafeLoader(
-        ds, batch_size=recipe.batch_size, sampler=ShardSampler(len(ds), shuffle=False, pad=False),
+        ds, batch_size=recipe.batch_size, sampler=loader_sampler(process_sampler(ds, shuffle=False, pad=False)),
         num_workers=recipe.resolved_workers(), collate_fn=t.collate_fn("val"), pin_memory=dev.type == "cuda")
     ctx = DistContext(device=dev)
     t0 = time.perf_counter()

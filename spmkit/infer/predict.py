@@ -67,12 +67,11 @@ def image_files(path: str | Path) -> list[Path]:
     return files
 
 
-def _save_png(image: torch.Tensor, path: Path) -> Path:
+def _save_png(image: torch.Tensor, path: Path, outs) -> Path:
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image.permute(1, 2, 0).contiguous().numpy()).save(path, format="PNG")
-    return path
+    pil = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
+    return outs.write(path, lambda f: pil.save(f, format="PNG"))
 
 
 def predict(checkpoint: str | Path, inputs: str | Path, output: str | Path | None = None, *, top_k: int = 5,
@@ -83,17 +82,20 @@ def predict(checkpoint: str | Path, inputs: str | Path, output: str | Path | Non
     ``output``: classification: a PNG contact sheet (none when ``None``); detection / segmentation: the PNG
     for a single image (default ``IMAGE_pred.png`` here), or a folder of ``NAME_pred.png`` for a folder
     (default ``FOLDER_pred`` here). No PNG is written over an input or the checkpoint, nor over an existing
-    file unless ``force``: all are checked before anything runs.
+    file that ``spmkit predict`` did not write unless ``force``: all are checked before anything runs, and
+    each is written atomically (``spmkit.io.output_paths``).
     """
-    from spmkit.io.output_paths import check_output_path
+    from spmkit.io.output_paths import Outputs, check_output_path
 
     inputs = Path(inputs)
     files = image_files(inputs)
     sources = {f.resolve() for f in files}
 
+    outs = Outputs("predict", inputs=[Path(checkpoint), inputs], force=force)
+
     def check(target: str | Path) -> None:  # a set lookup, not a comparison with every input image
         hit = Path(target).resolve()
-        check_output_path(target, [Path(checkpoint), inputs, *([hit] if hit in sources else [])], force)
+        outs.claim(target, extra_inputs=[hit] if hit in sources else [])
     if output is not None and inputs.is_file():  # one image: the output is one PNG whatever the task
         check(output)
     run = load_run(checkpoint, overrides, device)
@@ -109,7 +111,8 @@ def predict(checkpoint: str | Path, inputs: str | Path, output: str | Path | Non
         summaries = task.predict(run.model, files, run.names, run.device, options)
         result.predictions = [{"image": str(f), **summary} for f, (summary, _) in zip(files, summaries)]
         if output is not None:
-            result.outputs.append(_save_png(task.draw_sheet(files, result.predictions), Path(output)))
+            with outs:
+                result.outputs.append(_save_png(task.draw_sheet(files, result.predictions), Path(output), outs))
         return result
     single = inputs.is_file()
     folder = Path(output) if output is not None and not single else Path(f"{inputs.name}_pred")
@@ -120,7 +123,8 @@ def predict(checkpoint: str | Path, inputs: str | Path, output: str | Path | Non
     for target in targets:
         check(target)
     drawn_images = task.predict(run.model, files, run.names, run.device, options)
-    for f, target, (summary, drawn) in zip(files, targets, drawn_images):
-        result.outputs.append(_save_png(drawn, target))
-        result.predictions.append({"image": str(f), "output": str(target), **summary})
+    with outs:
+        for f, target, (summary, drawn) in zip(files, targets, drawn_images):
+            result.outputs.append(_save_png(drawn, target, outs))
+            result.predictions.append({"image": str(f), "output": str(target), **summary})
     return result

@@ -32,7 +32,7 @@ def load_run_model(path: str | Path, recipe_overrides: Sequence[str] = (), *, us
     import spmkit.tasks  # noqa: F401  (registers the tasks)
     from spmkit.io.checkpoint import load_checkpoint
     from spmkit.tasks.recipe import load_recipe
-    from spmkit.registry import TASKS
+    from spmkit.io.user_code import task_class
     from spmkit.tasks.base import ModelSpec
 
     ckpt = load_checkpoint(path)
@@ -41,7 +41,7 @@ def load_run_model(path: str | Path, recipe_overrides: Sequence[str] = (), *, us
                      resolved=ckpt.get("blueprint"))
     if check is not None:
         check(task_name, spec)
-    task_cls = TASKS.get(task_name)
+    task_cls = task_class(task_name)  # SOURCE:NAME (a user's task): imports SOURCE
     task = task_cls(load_recipe(task_cls.recipe_class, None, list(recipe_overrides), base=ckpt["recipe"]))
     data_info = info(task, ckpt["data_info"]) if info is not None else ckpt["data_info"]
     model = task.build_model(spec, data_info)

@@ -20,7 +20,8 @@ class WriteError(SpmkitError):
     """A file of the output could not be written (full disk, no permission); the previous one is kept."""
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (read without changing it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -58,7 +59,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None], su
     except OSError as e:
         raise write_error(path, e) from None
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

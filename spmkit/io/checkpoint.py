@@ -55,6 +55,19 @@ def checksum(state: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
+def verify_checksum(state: Any, where: str | Path) -> None:
+    """Raise ``CheckpointError`` if ``state`` is an spmkit checkpoint whose stored checksum does not match its
+    content. Anything else (no marker, no checksum: foreign files, checkpoints older than the checksum)
+    passes. Every reader of spmkit checkpoints calls this: :func:`load_checkpoint` (resume, eval
+    --checkpoint, predict) and ``spmkit.convert.reader.unwrap_state_dict`` (--init, eval --weights,
+    convert, ``create_model(checkpoint_path=)``, timm's pretrained loading)."""
+    if not isinstance(state, dict) or state.get("format") != FORMAT or CHECKSUM_KEY not in state:
+        return
+    if state[CHECKSUM_KEY] != checksum(state):
+        raise CheckpointError(f"checkpoint {where} is corrupt: its content does not match the checksum stored in "
+                              f"it (a damaged disk or copy). Use another checkpoint, e.g. best.pt, or a backup.")
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write ``state`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
     from spmkit.io.atomic import save_atomic
@@ -83,10 +96,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an spmkit checkpoint (no '{FORMAT}' marker); "
                               f"use --init to start from plain or timm weights.")
-    stored = state.pop(CHECKSUM_KEY, None)
-    if stored is not None and stored != checksum(state):
-        raise CheckpointError(f"checkpoint {path} is corrupt: its content does not match the checksum stored in "
-                              f"it (a damaged disk or copy). Use another checkpoint, e.g. best.pt, or a backup.")
+    verify_checksum(state, path)
+    state.pop(CHECKSUM_KEY, None)
     wrong = [k for k, kind in REQUIRED.items() if not isinstance(state.get(k), kind) or isinstance(state.get(k), bool)]
     spec = state.get("model_spec")
     if isinstance(spec, dict) and not (isinstance(spec.get("blueprint"), str) and isinstance(spec.get("overrides"), list)):

@@ -30,8 +30,9 @@ def check_devices(devices: str, processes: int = 1, option: str = "--device") ->
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
             visible = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
+            built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "built without CUDA"
             raise DeviceError(f"{option} asks for CUDA, but no CUDA GPU is visible to PyTorch here (torch "
-                              f"{torch.__version__}, CUDA_VISIBLE_DEVICES={visible}); use --device cpu.")
+                              f"{torch.__version__}, {built}, CUDA_VISIBLE_DEVICES={visible}); use --device cpu.")
         if index is not None and index >= count:
             raise DeviceError(f"{option} {devices}: this machine has {count} visible GPU{'s' if count != 1 else ''} "
                               f"(cuda:0 to cuda:{count - 1}).")

@@ -22,6 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: the paper's defaults, shared by every merging layer built on GLE (``spm``, ``gle_only``)
+GLE_HEADS = 8
+GLE_GUIDE_KERNEL = 7
+GLE_WINDOW = 2
+
 
 class GuideAttention(nn.Module):
     """Multi-head attention of the first token of each sequence over the whole sequence.
@@ -33,7 +38,7 @@ class GuideAttention(nn.Module):
     The parameter stays one ``qkv`` Linear so official weights load unchanged.
     """
 
-    def __init__(self, dim: int, num_heads: int = 8, *, device=None, dtype=None) -> None:
+    def __init__(self, dim: int, num_heads: int = GLE_HEADS, *, device=None, dtype=None) -> None:
         super().__init__()
         if num_heads < 1 or dim % num_heads != 0:
             raise ValueError(
@@ -73,9 +78,9 @@ class GuidedLocalEnhancement(nn.Module):
         self,
         dim: int,
         *,
-        num_heads: int = 8,
-        guide_kernel: int = 7,
-        window: int = 2,
+        num_heads: int = GLE_HEADS,
+        guide_kernel: int = GLE_GUIDE_KERNEL,
+        window: int = GLE_WINDOW,
         device=None,
         dtype=None,
     ) -> None:

@@ -25,6 +25,10 @@ from torch import nn
 
 from spmkit.layers.init import init_conv_fan_out
 
+#: the paper's defaults, shared by every merging layer built on MSA (``spm``, ``msa_only``)
+MSA_KERNEL_SIZES: tuple[int, ...] = (3, 5, 7, 9)
+MSA_EXPAND_RATIO = 2
+
 
 class MultiScaleAggregation(nn.Module):
     """MSA: multi-scale depthwise convs, channel interleave, grouped 1x1 expansion, 1x1 projection.
@@ -38,8 +42,8 @@ class MultiScaleAggregation(nn.Module):
         in_dim: int,
         out_dim: int,
         *,
-        kernel_sizes: tuple[int, ...] = (3, 5, 7, 9),
-        expand_ratio: int = 2,
+        kernel_sizes: tuple[int, ...] = MSA_KERNEL_SIZES,
+        expand_ratio: int = MSA_EXPAND_RATIO,
         device=None,
         dtype=None,
     ) -> None:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spmkit.layers.gle import GuidedLocalEnhancement
+from spmkit.layers.gle import GLE_GUIDE_KERNEL, GLE_HEADS, GLE_WINDOW, GuidedLocalEnhancement
 from spmkit.layers.init import init_conv_fan_out
 from spmkit.registry import MERGING
 
@@ -25,9 +25,9 @@ class GLEOnlyMerging(nn.Module):
         in_dim: int,
         out_dim: int,
         *,
-        gle_heads: int = 8,
-        guide_kernel: int = 7,
-        window: int = 2,
+        gle_heads: int = GLE_HEADS,
+        guide_kernel: int = GLE_GUIDE_KERNEL,
+        window: int = GLE_WINDOW,
         device=None,
         dtype=None,
     ) -> None:

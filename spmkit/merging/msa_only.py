@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from spmkit.layers.conv_embed import ConvEmbed
-from spmkit.layers.msa import MultiScaleAggregation
+from spmkit.layers.msa import MSA_EXPAND_RATIO, MSA_KERNEL_SIZES, MultiScaleAggregation
 from spmkit.registry import MERGING
 
 
@@ -27,8 +27,8 @@ class MSAOnlyMerging(ConvEmbed):
         in_dim: int,
         out_dim: int,
         *,
-        kernel_sizes: tuple[int, ...] = (3, 5, 7, 9),
-        expand_ratio: int = 2,
+        kernel_sizes: tuple[int, ...] = MSA_KERNEL_SIZES,
+        expand_ratio: int = MSA_EXPAND_RATIO,
         norm_layer: Callable[..., nn.Module] | None = None,
         device=None,
         dtype=None,

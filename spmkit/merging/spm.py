@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spmkit.layers.gle import GuidedLocalEnhancement
-from spmkit.layers.msa import MultiScaleAggregation
+from spmkit.layers.gle import GLE_GUIDE_KERNEL, GLE_HEADS, GLE_WINDOW, GuidedLocalEnhancement
+from spmkit.layers.msa import MSA_EXPAND_RATIO, MSA_KERNEL_SIZES, MultiScaleAggregation
 from spmkit.registry import MERGING
 
 
@@ -29,11 +29,11 @@ class StepwisePatchMerging(nn.Module):
         in_dim: int,
         out_dim: int,
         *,
-        kernel_sizes: tuple[int, ...] = (3, 5, 7, 9),
-        expand_ratio: int = 2,
-        gle_heads: int = 8,
-        guide_kernel: int = 7,
-        window: int = 2,
+        kernel_sizes: tuple[int, ...] = MSA_KERNEL_SIZES,
+        expand_ratio: int = MSA_EXPAND_RATIO,
+        gle_heads: int = GLE_HEADS,
+        guide_kernel: int = GLE_GUIDE_KERNEL,
+        window: int = GLE_WINDOW,
         device=None,
         dtype=None,
     ) -> None:

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import nn
 
+from spmkit.layers.table_resize import TableResizeError, source_grid, table_to_resize
 from spmkit.registry import POS_EMBEDS
 
 
@@ -49,6 +50,23 @@ class AbsolutePosEmbed(nn.Module):
 
     def init_weights(self) -> None:
         trunc_normal_(self.weight, std=0.02)
+
+    def resize_state_dict(self, prefix: str, state_dict: dict[str, torch.Tensor]) -> list[str]:
+        """A checkpoint's table of another grid, resized to this one exactly as ``forward`` would resize it
+        (bilinear, prefix entries kept): this model then computes what the source computes at this size."""
+        pair = table_to_resize(self, prefix, "weight", state_dict)
+        if pair is None:
+            return []
+        src, own = pair
+        key, P = prefix + "weight", self.num_prefix_tokens
+        if src.dim() != 3 or src.shape[0] != 1 or src.shape[2] != own.shape[2] or src.shape[1] <= P:
+            raise TableResizeError(f"{key}: position embedding {list(src.shape)} cannot be resized to "
+                                   f"{list(own.shape)} (only the grid of positions can change, not the width "
+                                   f"{own.shape[2]} or the {P} class-token entries)")
+        grid = source_grid(src.shape[1] - P, self.feat_size, key)
+        resized = resize_pos_embed(src.float(), P, grid, self.feat_size)
+        state_dict[key] = resized.to(src.dtype)
+        return [key]
 
     def no_weight_decay(self) -> set[str]:
         return {"weight"}

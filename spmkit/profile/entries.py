@@ -44,13 +44,12 @@ def _as_hw(size: Any) -> tuple[int, int]:
 def _timm_entry(model_name: str, kwargs: dict[str, Any], name: str | None) -> Entry:
     import timm
 
-    if not timm.is_model(model_name):
-        import difflib
+    from spmkit.timm_models import UnknownTimmModel, timm_name
 
-        close = difflib.get_close_matches(model_name, timm.list_models(), n=3, cutoff=0.6)
-        hint = f" Did you mean {', '.join('timm:' + c for c in close)}?" if close else ""
-        raise ProfileError(f"timm has no model named {model_name!r}.{hint} List names with "
-                           f"`python -c \"import timm; print(timm.list_models('*swin*'))\"`.")
+    try:
+        timm_name(model_name)
+    except UnknownTimmModel as e:
+        raise ProfileError(str(e)) from None
     cfg = timm.get_pretrained_cfg(model_name)
     size = _as_hw(getattr(cfg, "input_size", (3, 224, 224)) if cfg is not None else (3, 224, 224))
 

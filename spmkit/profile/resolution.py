@@ -21,8 +21,9 @@ def sweep_resolution(entries: Sequence[Entry], sizes: Sequence[int], config: Pro
     return profile_entries(entries, cfg, progress)
 
 
-def plot_sweep(results: Sequence[ProfileResult], path: str | Path, title: str = "") -> Path:
-    """Write a two-panel PNG: batch-1 latency and peak memory against input size, one line per entry."""
+def plot_sweep(results: Sequence[ProfileResult], path: str | Path, title: str = "", outputs=None) -> Path:
+    """Write a two-panel PNG: batch-1 latency and peak memory against input size, one line per entry
+    (atomically, through ``outputs``, a ``spmkit.io.output_paths.Outputs`` that claimed ``path``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,8 +52,12 @@ def plot_sweep(results: Sequence[ProfileResult], path: str | Path, title: str = 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    from spmkit.io.output_paths import Outputs
+
+    outs = outputs if outputs is not None else Outputs("profile")
+    try:
+        with outs:
+            outs.write(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    finally:
+        plt.close(fig)
+    return Path(path)

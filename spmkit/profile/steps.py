@@ -31,22 +31,14 @@ class StepOptions:
 
 
 def check_device(device: str) -> torch.device:
-    """The torch device for ``device``; a clear error when CUDA is asked for and none is visible."""
+    """The torch device for ``device`` (checked by ``spmkit.io.devices``, the one device check), with a
+    bare ``cuda`` made the current GPU's index; ``ProfileError`` when this machine does not have it."""
+    from spmkit.io.devices import DeviceError, resolve_device
+
     try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ProfileError(f"unknown device {device!r}: use cpu or cuda (cuda:N).") from exc
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            built = torch.version.cuda or "no CUDA support"
-            raise ProfileError(
-                f"--device {device}: no CUDA GPU is visible to PyTorch (torch {torch.__version__}, built with "
-                f"{built}; CUDA_VISIBLE_DEVICES={__import__('os').environ.get('CUDA_VISIBLE_DEVICES', 'unset')}). "
-                "Run on a machine with a GPU and a CUDA build of torch, or use --device cpu.")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ProfileError(f"--device {device}: only {torch.cuda.device_count()} GPU(s) are visible.")
-    elif dev.type != "cpu":
-        raise ProfileError(f"unsupported device {device!r}: use cpu or cuda.")
+        dev = resolve_device(device)
+    except DeviceError as err:
+        raise ProfileError(str(err)) from None
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
     return dev

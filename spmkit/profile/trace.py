@@ -21,15 +21,26 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
 
 
+def trace_files(out_dir: str | Path, name: str) -> tuple[Path, Path]:
+    """The Chrome trace and ops table :func:`record_trace` writes for ``name`` in ``out_dir``."""
+    slug = _slug(name)
+    return Path(out_dir) / f"{slug}.chrome.json", Path(out_dir) / f"{slug}.ops.txt"
+
+
 def record_trace(fn: Callable[[], object], out_dir: str | Path, name: str, *, device: str = "cpu",
-                 wait: int = 1, warmup: int = 1, active: int = 3, row_limit: int = 30) -> dict[str, Path]:
+                 wait: int = 1, warmup: int = 1, active: int = 3, row_limit: int = 30,
+                 outputs=None) -> dict[str, Path]:
     """Profile ``wait + warmup + active`` calls of ``fn``; returns the paths written (tensorboard dir,
-    chrome trace, ops table)."""
+    chrome trace, ops table). The trace and table are written atomically through ``outputs`` (a
+    ``spmkit.io.output_paths.Outputs``; see :func:`trace_files` to claim them first); the TensorBoard files
+    have new, time-stamped names."""
+    from spmkit.io.output_paths import Outputs
+
+    outs = outputs if outputs is not None else Outputs("profile")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     slug = _slug(name)
-    chrome = out / f"{slug}.chrome.json"
-    table = out / f"{slug}.ops.txt"
+    chrome, table = trace_files(out, name)
     tb_dir = out / "tensorboard"
     tb_handler = tensorboard_trace_handler(str(tb_dir), worker_name=slug)
     activities = [ProfilerActivity.CPU]
@@ -40,9 +51,11 @@ def record_trace(fn: Callable[[], object], out_dir: str | Path, name: str, *, de
     def on_ready(prof: profile) -> None:
         tb_handler(prof)  # writes Chrome-trace JSON itself; a trace can be exported once, so copy that file
         written = max(tb_dir.glob(f"{slug}.*.pt.trace.json"), key=lambda p: p.stat().st_mtime)
-        shutil.copyfile(written, chrome)
         sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
-        table.write_text(prof.key_averages(group_by_input_shape=False).table(sort_by=sort, row_limit=row_limit))
+        with outs:
+            outs.write_bytes(chrome, written.read_bytes())
+            outs.write_text(table, prof.key_averages(group_by_input_shape=False).table(sort_by=sort,
+                                                                                        row_limit=row_limit))
 
     with profile(activities=activities, schedule=schedule(wait=wait, warmup=warmup, active=active),
                  on_trace_ready=on_ready, record_shapes=True, profile_memory=True) as prof:

@@ -34,9 +34,18 @@ def _short(row: dict[str, Any], axes: Sequence[str]) -> str:
     return ", ".join(str(row.get(a)) for a in axes) or str(row["variant"])
 
 
+def plot_names(metric: str) -> list[str]:
+    """The file names :func:`plot_sweep` may write for ``metric``."""
+    return [f"{metric}_vs_{part}.png" for *_, part in X_AXES]
+
+
 def plot_sweep(rows: Sequence[dict[str, Any]], axes: Sequence[str], metric: str, folder: Path, title: str,
-               maximize: bool = True) -> list[Path]:
-    """One PNG per x axis with data; rows without ``metric`` are left out. Returns the written paths."""
+               maximize: bool = True, outputs=None) -> list[Path]:
+    """One PNG per x axis with data; rows without ``metric`` are left out. Returns the written paths, written
+    atomically through ``outputs`` (a ``spmkit.io.output_paths.Outputs`` that claimed them)."""
+    from spmkit.io.output_paths import Outputs
+
+    outs = outputs if outputs is not None else Outputs("sweep")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,7 +77,10 @@ def plot_sweep(rows: Sequence[dict[str, Any]], axes: Sequence[str], metric: str,
         ax.margins(0.15)
         fig.tight_layout()
         path = folder / f"{metric}_vs_{part}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        try:
+            with outs:
+                outs.write(path, lambda f: fig.savefig(f, format="png", dpi=120))
+        finally:
+            plt.close(fig)
         written.append(path)
     return written

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from spmkit.sweep.errors import SweepError
-from spmkit.sweep.run_job import RunJob, run_job
+from spmkit.sweep.run_job import RunJob, run_job, run_slurm_job
 
 Done = Callable[[RunJob, dict[str, Any]], None]
 
@@ -93,6 +93,12 @@ def run_submitit(jobs: Sequence[RunJob], folder: Path, on_done: Done, cluster: s
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
     params: dict[str, Any] = {"timeout_min": time_min, "name": "spmkit-sweep", "tasks_per_node": 1,
                               f"{cluster}_setup": [f"export PYTHONPATH={root}${{PYTHONPATH:+:$PYTHONPATH}}"]}
+    if cluster == "slurm":
+        # preemption and the time limit: the run writes last.pt on SIGTERM; on submitit's advance signal
+        # (USR2, 90 s before the limit) it also requeues the job, which resumes it (docs/slurm.md)
+        params["slurm_additional_parameters"] = {"requeue": True}
+        sig = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")
+        jobs = [replace(job, settings=replace(job.settings, requeue_signal=sig)) for job in jobs]
     if jobs[0].settings.device != "cpu":
         params["gpus_per_node"] = gpus_per_run
     if cpus_per_run:
@@ -100,7 +106,7 @@ def run_submitit(jobs: Sequence[RunJob], folder: Path, on_done: Done, cluster: s
     if cluster == "slurm" and partition:
         params["slurm_partition"] = partition
     executor.update_parameters(**params)
-    submitted = [(job, executor.submit(run_job, job)) for job in jobs]
+    submitted = [(job, executor.submit(run_slurm_job if cluster == "slurm" else run_job, job)) for job in jobs]
     for job, handle in submitted:
         try:
             result = handle.result()

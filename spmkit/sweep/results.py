@@ -99,12 +99,23 @@ def build_table(variants: Sequence[Variant], invalid: Sequence[tuple[Variant, st
     return Table(rows, columns, axes, metric_names, baseline, list(invalid), list(failed))
 
 
+def csv_text(table: Table) -> str:
+    """The table as CSV text (full precision; empty cells for missing values)."""
+    import io
+
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=table.columns, extrasaction="ignore")
+    w.writeheader()
+    for row in table.rows:
+        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in table.columns})
+    return buf.getvalue()
+
+
 def write_csv(table: Table, path: Path) -> Path:
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=table.columns, extrasaction="ignore")
-        w.writeheader()
-        for row in table.rows:
-            w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in table.columns})
+    """Write :func:`csv_text` to ``path`` atomically (no ownership check: the sweep runner checks first)."""
+    from spmkit.io.atomic import write_text_atomic
+
+    write_text_atomic(path, csv_text(table))
     return path
 
 

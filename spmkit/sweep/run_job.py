@@ -34,6 +34,7 @@ class TrainSettings:
     recipe: str | None = None
     device: str = "auto"
     gpus: int = 1  # processes (GPUs) per run; > 1 launches DDP through spmkit train --gpus
+    requeue_signal: str | None = None  # spmkit train --requeue-signal (SLURM jobs: submitit's advance signal)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ def train_command(job: RunJob) -> list[str]:
         cmd += ["--recipe", s.recipe]
     if s.gpus > 1:
         cmd += ["--gpus" if s.device != "cpu" else "--nproc", str(s.gpus)]
+    if s.requeue_signal:
+        cmd += ["--requeue-signal", s.requeue_signal]
     for o in job.blueprint_overrides:
         cmd += ["--model-set", o]
     for o in job.recipe_overrides:
@@ -116,11 +119,17 @@ def console_log(folder: str | Path) -> Path:
     return folder.with_name(folder.name + ".console.log")
 
 
+#: the training processes running in this process (a SLURM job passes its signals on to them)
+_children: list[subprocess.Popen] = []
+
+
 def run_job(job: RunJob, pass_fds: tuple[int, ...] = ()) -> dict[str, Any]:
     """Train (or resume, or just collect) one run; returns its result, with ``status`` ``ok`` or ``failed``.
 
-    Module-level and picklable: SLURM jobs (submitit) call it on the compute node.
+    Module-level and picklable: SLURM jobs (submitit) call it on the compute node (:func:`run_slurm_job`).
     """
+    from spmkit.train.preemption import STOP_EXIT_CODE
+
     folder = Path(job.folder)
     folder.parent.mkdir(parents=True, exist_ok=True)  # the run folder itself is spmkit train's to create
     log = console_log(folder)
@@ -130,11 +139,57 @@ def run_job(job: RunJob, pass_fds: tuple[int, ...] = ()) -> dict[str, Any]:
         with open(log, "a") as f:
             f.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(train_command(job))}\n")
             f.flush()
-            code = subprocess.run(train_command(job), stdout=f, stderr=subprocess.STDOUT, env=child_env(job.env),
-                                  pass_fds=pass_fds).returncode
+            proc = subprocess.Popen(train_command(job), stdout=f, stderr=subprocess.STDOUT, env=child_env(job.env),
+                                    pass_fds=pass_fds)
+            _children.append(proc)
+            try:
+                code = proc.wait()
+            finally:
+                _children.remove(proc)
         done = finished_metrics(folder)
     if done is None:
-        return {"status": "failed", "returncode": code, "log": str(log)}
+        result = {"status": "failed", "returncode": code, "log": str(log)}
+        if code == STOP_EXIT_CODE:
+            result["error"] = "stopped on a signal with last.pt written; running the sweep again resumes it"
+        return result
     result = {"status": "ok", **done}
-    (folder / "result.json").write_text(json.dumps(result, indent=2))
+    from spmkit.io.atomic import write_text_atomic
+
+    write_text_atomic(folder / "result.json", json.dumps(result, indent=2))  # inside spmkit's own run folder
+    return result
+
+
+def _pass_on(signum: int, frame: Any) -> None:
+    for p in list(_children):
+        if p.poll() is None:
+            try:
+                p.send_signal(signum)
+            except ProcessLookupError:
+                pass
+
+
+def run_slurm_job(job: RunJob) -> dict[str, Any]:
+    """:func:`run_job` as a SLURM job (submitit): SIGTERM and the advance signal go on to the training process
+    (which writes last.pt and, on the advance signal, requeues the job) instead of to submitit's handlers.
+
+    When training stopped on a signal and SLURM is requeueing the job (preemption, ``scontrol requeue``, the
+    run's own requeue), this process ends without a result, so submitit waits for the requeued job, which
+    resumes from ``last.pt``; otherwise (``scancel``, a time limit) the run is reported as failed."""
+    import os
+    import signal
+
+    from spmkit.train.preemption import STOP_EXIT_CODE, requeue_pending
+
+    sigs = [signal.SIGTERM] + ([signal.Signals["SIG" + job.settings.requeue_signal.upper().removeprefix("SIG")]]
+                               if job.settings.requeue_signal else [])
+    previous = {sig: signal.signal(sig, _pass_on) for sig in sigs}
+    try:
+        result = run_job(job)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if result.get("returncode") == STOP_EXIT_CODE and requeue_pending():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(STOP_EXIT_CODE)  # no result file: the requeued job trains this run on
     return result

@@ -20,11 +20,13 @@ from typing import Any, Callable, Literal
 
 import yaml
 
+from spmkit.io.atomic import write_text_atomic
+from spmkit.io.output_paths import Outputs
 from spmkit.sweep.cost import MetaCost, ProfileSettings, profile_variants, validate
 from spmkit.sweep.errors import SweepError
 from spmkit.sweep.grid import Grid, Run, expand, runs_of
 from spmkit.sweep.lock import SweepLock
-from spmkit.sweep.results import Table, build_table, markdown, write_csv
+from spmkit.sweep.results import Table, build_table, csv_text, markdown
 from spmkit.sweep.spec import SweepSpec
 from spmkit.sweep.run_job import RunJob, TrainSettings, finished_metrics, read_result
 
@@ -48,6 +50,7 @@ class SweepOptions:
     time_min: int = 24 * 60
     cpus_per_run: int | None = None
     command: str | None = None  # shown in results.md
+    force: bool = False  # replace files in ``output`` that spmkit sweep did not write (spmkit.io.output_paths)
 
 
 @dataclass
@@ -63,9 +66,9 @@ class SweepOutcome:
 
 def _primary_metric(task: str) -> tuple[str, bool]:
     import spmkit.tasks  # noqa: F401  (registers the tasks)
-    from spmkit.registry import TASKS
+    from spmkit.io.user_code import task_class
 
-    cls = TASKS.get(task)
+    cls = task_class(task)
     return cls.best_metric, cls.best_mode == "max"
 
 
@@ -79,9 +82,9 @@ def _check(spec: SweepSpec, opts: SweepOptions) -> None:
         if not Path(opts.data).is_dir():
             raise SweepError(f"--data {opts.data}: no such folder.")
         import spmkit.tasks  # noqa: F401  (registers the tasks)
-        from spmkit.registry import TASKS
+        from spmkit.io.user_code import task_class
 
-        TASKS.get(spec.task)  # an unknown task: the registry's error, before anything runs
+        task_class(spec.task)  # an unknown task: the registry's error, before anything runs
     if opts.executor != "local" and opts.mode != "train":
         raise SweepError(f"--executor {opts.executor} submits training runs; {opts.mode} runs on this machine.")
 
@@ -91,9 +94,9 @@ def _check_recipes(spec: SweepSpec, grid: Grid) -> None:
     import spmkit.tasks  # noqa: F401
     from spmkit.tasks.recipe import load_recipe
     from spmkit.errors import SpmkitError
-    from spmkit.registry import TASKS
+    from spmkit.io.user_code import task_class
 
-    cls = TASKS.get(spec.task).recipe_class
+    cls = task_class(spec.task).recipe_class
     for v in list(grid.valid):
         try:
             load_recipe(cls, spec.recipe, list(v.recipe_overrides))
@@ -128,16 +131,22 @@ def _fit_batch_to_data(spec: SweepSpec, opts: SweepOptions, say: Callable[[str],
 
 
 def _profiles(folder: Path, variants: list, settings: ProfileSettings,
-              say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+              say: Callable[[str], None], outs: Outputs) -> dict[str, dict[str, Any]]:
     """Profile the variants not profiled before with the same settings (``SWEEP/profile.json``)."""
     path = folder / "profile.json"
-    cache: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        cache: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        cache = {}  # damaged (e.g. a kill before atomic writes): measure again
+    if not isinstance(cache, dict):
+        cache = {}
     known = cache.setdefault(settings.key(), {})
     todo = list({v.blueprint_key: v for v in variants if v.blueprint_key not in known}.values())  # one per model
     if todo:
         say(f"profiling {len(todo)} variant(s) on {settings.device}")
         known.update(profile_variants(todo, settings, say))
-        path.write_text(json.dumps(cache, indent=2))
+        with outs:
+            outs.write_text(path, json.dumps(cache, indent=2))
     return {v.blueprint_key: known[v.blueprint_key] for v in variants}
 
 
@@ -165,22 +174,41 @@ def run_sweep(spec: SweepSpec, opts: SweepOptions, progress: Callable[[str], Non
         return SweepOutcome(grid, costs, build_table(grid.valid, grid.invalid, costs, {}, {}, {}))
 
     out = Path(opts.output)  # type: ignore[arg-type]
+    outs = _claim_outputs(spec, opts, out)  # before the folder is created or anything is written
     lock = SweepLock(out).acquire()
     try:
-        return _run_locked(spec, opts, grid, costs, out, lock, say)
+        return _run_locked(spec, opts, grid, costs, out, lock, say, outs)
     finally:
         lock.release()
 
 
+def _claim_outputs(spec: SweepSpec, opts: SweepOptions, out: Path) -> Outputs:
+    """Check every file this sweep writes in ``out``: none may be an input, and one that exists must have been
+    written by spmkit sweep (unless ``opts.force``); see ``spmkit.io.output_paths``."""
+    inputs = [p for p in (spec.base, spec.recipe, opts.data) if p and Path(p).exists()]
+    outs = Outputs("sweep", inputs=inputs, force=opts.force)
+    names = ["sweep.yaml", "results.csv", "results.md"]
+    if opts.mode == "profile-only" or opts.profile:
+        names.append("profile.json")
+    if opts.mode == "train":
+        from spmkit.sweep.charts import plot_names
+
+        names += plot_names(_primary_metric(spec.task)[0])
+    for name in names:
+        outs.claim(out / name, "--output")
+    return outs
+
+
 def _run_locked(spec: SweepSpec, opts: SweepOptions, grid: Grid, costs: dict[str, MetaCost], out: Path,
-                lock: SweepLock, say: Callable[[str], None]) -> SweepOutcome:
-    (out / "sweep.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+                lock: SweepLock, say: Callable[[str], None], outs: Outputs) -> SweepOutcome:
+    with outs:
+        outs.write_text(out / "sweep.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     profiles: dict[str, dict[str, Any]] = {}
     if opts.mode == "profile-only" or opts.profile:
         settings = opts.profile_settings
         if opts.mode == "train" and settings.device != opts.device and opts.device != "auto":
             settings = ProfileSettings(**{**settings.__dict__, "device": opts.device})
-        profiles = _profiles(out, grid.valid, settings, say)
+        profiles = _profiles(out, grid.valid, settings, say, outs)
 
     outcome = SweepOutcome(grid, costs, Table([], [], [], [], ""))
     run_results: dict[int, list[dict[str, Any]]] = {}
@@ -200,7 +228,7 @@ def _run_locked(spec: SweepSpec, opts: SweepOptions, grid: Grid, costs: dict[str
                 result = read_result(folder)
                 if result is None and finished_metrics(folder) is not None:
                     result = {"status": "ok", **finished_metrics(folder)}  # type: ignore[dict-item]
-                    (folder / "result.json").write_text(json.dumps(result, indent=2))
+                    write_text_atomic(folder / "result.json", json.dumps(result, indent=2))  # spmkit's run folder
                 if result is not None:
                     run_results.setdefault(v.index, []).append(result)
                     outcome.skipped.append(run.folder_name)
@@ -232,13 +260,12 @@ def _run_locked(spec: SweepSpec, opts: SweepOptions, grid: Grid, costs: dict[str
     table = build_table(grid.valid, grid.invalid, costs, profiles, run_results, planned, outcome.failed)
     outcome.table = table
     title = f"sweep {spec.name or Path(spec.base).stem}"
-    outcome.files.append(write_csv(table, out / "results.csv"))
-    md = out / "results.md"
-    md.write_text(markdown(table, title, opts.command))
-    outcome.files.append(md)
+    with outs:
+        outcome.files.append(outs.write_text(out / "results.csv", csv_text(table)))
+        outcome.files.append(outs.write_text(out / "results.md", markdown(table, title, opts.command)))
     if opts.mode == "train":
         from spmkit.sweep.charts import plot_sweep
 
         metric, maximize = _primary_metric(spec.task)
-        outcome.files += plot_sweep(table.rows, table.axes, metric, out, title, maximize)
+        outcome.files += plot_sweep(table.rows, table.axes, metric, out, title, maximize, outs)
     return outcome

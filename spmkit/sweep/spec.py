@@ -38,7 +38,8 @@ class SweepSpec(BaseModel):
     overrides: dict[str, Any] = Field(default_factory=dict, description="blueprint overrides of every variant")
     axes: dict[str, list[Any]] = Field(default_factory=dict, description="blueprint KEY -> values to vary")
     zip: bool = Field(False, description="pair the i-th values of all axes instead of the full grid")
-    task: str = "classification"
+    task: str = Field("classification", description="task name, or SOURCE:NAME (a .py file relative to this "
+                                                  "file, or a module) registering it")
     recipe: str | None = Field(None, description="recipe YAML path or builtin recipe name")
     recipe_overrides: dict[str, Any] = Field(default_factory=dict, description="recipe overrides of every run")
     recipe_axes: dict[str, list[Any]] = Field(default_factory=dict, description="recipe KEY -> values to vary")
@@ -96,6 +97,7 @@ def load_sweep_file(path: Path) -> SweepSpec:
     """Read and validate a sweep file; ``base`` and ``recipe`` paths become relative to the file."""
     from spmkit.errors import SpmkitError
     from spmkit.io.safe_yaml import read_yaml_file
+    from spmkit.io.user_code import is_file_entry, split_task
 
     try:
         data = read_yaml_file(path)  # bounded: size, depth, alias expansion, UTF-8
@@ -119,6 +121,9 @@ def load_sweep_file(path: Path) -> SweepSpec:
         value = getattr(spec, field)
         if value and not Path(value).is_absolute() and (path.parent / value).is_file():
             updates[field] = str((path.parent / value).resolve())
+    source, name = split_task(spec.task)
+    if source is not None and is_file_entry(source) and (path.parent / source).is_file():
+        updates["task"] = f"{(path.parent / source).resolve()}:{name}"
     if spec.name is None:
         updates["name"] = path.stem
     return spec.model_copy(update=updates)

@@ -46,7 +46,9 @@ Rules a task must keep:
 - ``evaluate`` runs on **every** process with a loader whose sampler gives each process a disjoint shard
   (no padding, no duplicates). The task combines shards itself with ``ctx.all_reduce_sum`` (counts) or
   ``ctx.all_gather_object`` (predictions, e.g. for COCO evaluation), and returns the same ``dict[str,
-  float]`` on every rank (at least on rank 0, which logs it). It must include ``best_metric``.
+  float]`` on every rank (at least on rank 0, which logs it). It must include ``best_metric``, and
+  ``val_images`` (samples scored) and ``val_skipped`` (unreadable samples left out): when ``val_images`` is
+  0 the base class raises a ``DataError`` instead of returning metrics (``spmkit.tasks.scored``).
 - ``best_metric`` names the metric that decides ``best.pt``; ``best_mode`` is ``"max"`` or ``"min"``.
 - Errors the user causes raise ``spmkit.errors.DataError`` / ``SpmkitError`` subclasses, never asserts.
 """
@@ -171,6 +173,15 @@ class Task(ABC):
     #: what ``spmkit predict`` writes: one drawn PNG per image, or (on request) one contact sheet of all
     predict_output: ClassVar[Literal["per_image", "sheet"]] = "per_image"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every task's ``evaluate`` refuses to report metrics computed from zero samples (see
+        :mod:`spmkit.tasks.scored`): a split with no readable sample is a ``DataError``, in train and eval."""
+        super().__init_subclass__(**kwargs)
+        if "evaluate" in cls.__dict__ and not getattr(cls.__dict__["evaluate"], "__isabstractmethod__", False):
+            from spmkit.tasks.scored import scored_only
+
+            cls.evaluate = scored_only(cls.__dict__["evaluate"])  # type: ignore[method-assign]
+
     def __init__(self, recipe: TrainRecipe) -> None:
         if not isinstance(recipe, self.recipe_class):
             raise TypeError(f"{type(self).__name__} needs a {self.recipe_class.__name__}, got {type(recipe).__name__}")
@@ -236,6 +247,11 @@ class Task(ABC):
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: DataLoader, ctx: Collectives) -> dict[str, float]:
         """Metrics over this process's shard of ``loader``, combined over processes (see module docstring)."""
+
+    def nonfinite_loss_cause(self) -> str | None:
+        """Why a training loss seen so far could be NaN / inf because of the data (e.g. a segmentation batch
+        whose every label is ignored), for the engine's stop message; ``None`` when the task knows of none."""
+        return None
 
     def end_of_epoch(self, ctx: Collectives) -> dict[str, float]:
         """Extra per-epoch values to log (summed over processes by the task if needed)."""

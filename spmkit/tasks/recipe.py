@@ -44,6 +44,9 @@ class TrainRecipe(BaseModel):
     momentum: float = Field(0.9, ge=0, le=1)
     opt_eps: float | None = Field(1e-8, gt=0, le=1)
     opt_betas: tuple[Float(ge=0, lt=1), Float(ge=0, lt=1)] | None = None
+    layer_decay: float | None = Field(None, gt=0, le=1, description="layer-wise lr decay (BEiT / timm): the "
+                                      "lr of layer l of L is scaled by layer_decay ** (L-1-l), layers from the "
+                                      "backbone's group_matcher (stem first, classifier last); None -> off")
     clip_grad: float | None = Field(None, gt=0)
     clip_mode: Literal["norm", "value", "agc"] = "norm"
     # scheduler (timm.scheduler.create_scheduler_v2), stepped every optimizer update

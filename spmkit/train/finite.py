@@ -5,6 +5,7 @@ paragraph naming the step; the checkpoints already on disk are the last good one
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -19,9 +20,11 @@ class NonFiniteError(SpmkitError):
 class FiniteGuard:
     """Records the first optimizer step whose loss was not finite, on the loss's device."""
 
-    def __init__(self, device: torch.device, last: Path) -> None:
+    def __init__(self, device: torch.device, last: Path, explain: Callable[[], str | None] | None = None) -> None:
         self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
         self.last = last
+        #: the task's diagnosis of a non-finite loss (e.g. a batch whose labels are all ignored), or None
+        self.explain = explain
 
     def observe(self, loss: torch.Tensor, step: int) -> None:
         """Note ``loss`` of a batch that belongs to optimizer step ``step`` (asynchronous)."""
@@ -32,6 +35,11 @@ class FiniteGuard:
         at = f"at step {step}" if step is not None else "on another process"
         kept = (f"the last good checkpoint {self.last} is kept" if self.last.exists()
                 else "no checkpoint was written")
+        cause = self.explain() if self.explain is not None and what == "the training loss" else None
+        if cause:  # the data explains it: say so before any advice on the optimiser
+            return NonFiniteError(f"training stopped: {what} became NaN or infinite {at} (epoch {epoch}) because "
+                                  f"{cause}; {kept}. Fix the data first; only if the labels are right, continue "
+                                  f"with --resume and a lower --lr or --set clip_grad=1.")
         return NonFiniteError(f"training stopped: {what} became NaN or infinite {at} (epoch {epoch}); {kept}. "
                               f"Continue with --resume and a lower --lr or --set clip_grad=1, or check the data.")
 

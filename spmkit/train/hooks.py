@@ -12,6 +12,7 @@ import os
 import signal
 from typing import TYPE_CHECKING, Any
 
+from spmkit.train import preemption
 from spmkit.io.checkpoint import save_checkpoint
 from spmkit.train.retention import checkpoint_listing, epoch_checkpoint, prune_epoch_checkpoints
 
@@ -85,6 +86,34 @@ class FaultHook(Hook):
     def after_update(self, loop: "TrainLoop", step_row: dict[str, Any]) -> None:
         if loop.t.progress.step == self.step and loop.t.ctx.is_main:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class PreemptionHook(Hook):
+    """Stops the loop after the step at which the processes agree a stop signal arrived (``last.pt`` is
+    written there by the loop), then ends training with :class:`TrainingStopped` (every process)."""
+
+    def __init__(self) -> None:
+        self.check: preemption.StopCheck | None = None
+        self.stop: preemption.StopRequest | None = None
+
+    def before_train(self, loop: "TrainLoop") -> None:
+        self.check, self.stop = preemption.StopCheck(loop.t.ctx), None
+
+    def after_update(self, loop: "TrainLoop", step_row: dict[str, Any]) -> None:
+        assert self.check is not None and loop.meter is not None
+        stop = self.check(loop.t.progress.step, loop.meter.batch == loop.t.batches)
+        if stop is not None and self.stop is None:
+            self.stop = stop
+            loop.request_stop(f"stopped on {stop.name}")
+
+    def after_train(self, loop: "TrainLoop") -> None:
+        if self.stop is None:
+            return
+        t, m = loop.t, loop.meter
+        assert m is not None
+        t.ctx.barrier()  # rank 0 has written last.pt
+        raise preemption.finish(self.stop, is_main=t.ctx.is_main, last=t.run.last, step=t.progress.step,
+                                epoch=m.epoch + 1, batch=m.batch, batches=t.batches, message=t.rep.message)
 
 
 class EvalHook(Hook):
@@ -194,6 +223,7 @@ def default_hooks(loop_is_main: bool, ema: bool, fault_step: int = 0) -> list[Ho
     best = BestHook(evaluation)
     hooks: list[Hook] = [EmaHook()] if ema else []
     hooks += [StepReportHook(), StepCheckpointHook()]
+    hooks.append(PreemptionHook())  # SIGTERM / the requeue signal: last.pt at that step, then stop
     if fault_step:
         hooks.append(FaultHook(fault_step))
     hooks += [evaluation, best]

@@ -59,7 +59,7 @@ class TrainLoop:
         self.hooks = list(hooks)
         self.stepper = TrainStep(t.task, t.model, t.train_model, t.optimizer, t.scheduler, t.scaler, None,
                                  t.recipe, t.ctx, step=t.progress.step)
-        self.guard = FiniteGuard(t.ctx.device, t.run.last)
+        self.guard = FiniteGuard(t.ctx.device, t.run.last, explain=t.task.nonfinite_loss_cause)  # names the labels
         self.rows: list[dict[str, Any]] = []
         self.meter: EpochMeter | None = None
         self.stop_reason: str | None = None

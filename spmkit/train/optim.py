@@ -2,8 +2,9 @@
 
 Parameter groups: no weight decay on 1-D parameters (norms), biases and the model's
 ``no_weight_decay()`` names (position tables, class tokens; exact names or fnmatch patterns);
-a per-parameter lr multiplier from ``model.param_lr_scales()`` becomes the group's ``lr_scale``, which
-timm's schedulers apply at every update.
+a per-parameter lr multiplier from ``model.param_lr_scales()`` (times the layer-decay scale when the recipe
+sets ``layer_decay``: ``spmkit.train.layer_decay``) becomes the group's ``lr_scale``, which timm's
+schedulers apply at every update.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from spmkit.tasks.recipe import RecipeError, TrainRecipe
 from spmkit.errors import shorten
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Group trainable parameters by (decay or not, lr scale)."""
+def param_groups(model: nn.Module, weight_decay: float,
+                 layer_scales: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Group trainable parameters by (decay or not, lr scale); ``layer_scales`` multiply the lr scales."""
     skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
     scales: dict[str, float] = dict(model.param_lr_scales()) if hasattr(model, "param_lr_scales") else {}
     groups: dict[tuple[bool, float], dict[str, Any]] = {}
@@ -28,7 +30,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
             continue
         no_decay = (p.ndim <= 1 or name.endswith(".bias") or name in skip
                     or any(fnmatch.fnmatchcase(name, pat) for pat in skip if any(c in pat for c in "*?[")))
-        scale = float(scales.get(name, 1.0))
+        scale = float(scales.get(name, 1.0)) * (layer_scales.get(name, 1.0) if layer_scales else 1.0)
         key = (not no_decay, scale)
         if key not in groups:
             groups[key] = {"params": [], "param_names": [], "weight_decay": weight_decay if key[0] else 0.0,
@@ -41,7 +43,12 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 def create_optimizer(model: nn.Module, recipe: TrainRecipe, lr: float) -> torch.optim.Optimizer:
     from timm.optim import create_optimizer_v2
 
-    groups = param_groups(model, recipe.weight_decay)
+    layer_scales = None
+    if getattr(recipe, "layer_decay", None) is not None:
+        from spmkit.train.layer_decay import layer_decay_scales
+
+        layer_scales = layer_decay_scales(model, recipe.layer_decay).scales
+    groups = param_groups(model, recipe.weight_decay, layer_scales)
     for g in groups:  # timm's optimizers do not know the names; keep them out of the state dict
         g.pop("param_names")
     kwargs: dict[str, Any] = {}

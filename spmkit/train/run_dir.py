@@ -12,8 +12,8 @@ optimizer step (step, epoch, lr, loss).
 Ownership: a folder is used only when it is new, empty, or marked as a run folder by ``.spmkit-run``
 (older run folders are recognised by their ``run.json``); anything else holds the user's own files and is
 refused before anything is written. One process writes a run folder at a time: :meth:`RunDir.acquire`
-takes an exclusive ``flock`` on ``.spmkit-lock`` that the OS releases when the process ends, however it
-ends, so a crashed run never leaves a stale lock behind.
+takes an exclusive ``flock`` on ``.spmkit-lock`` (``spmkit.io.file_lock``, as sweeps do) that the OS releases
+when the process ends, however it ends, so a crashed run never leaves a stale lock behind.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import yaml
 
 from spmkit.io.atomic import TMP_PREFIX, write_error, write_text_atomic
 from spmkit.errors import DataError, SpmkitError
+from spmkit.io.file_lock import FileLock, LockBusy
 
 MARKER = ".spmkit-run"
 LOG = "train.log"
@@ -102,34 +103,18 @@ def check_owned(path: Path) -> None:
                       f"{shown}); nothing was written. Choose a new or empty folder for the run.")
 
 
-def _try_lock(path: Path):
-    """An open lock file holding ``flock(LOCK_EX)``, or ``None`` when another process holds it."""
-    import fcntl
-
-    f = open(path / LOCK, "a+")
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        return None
-    except OSError:  # file systems without flock (some network mounts): no lock rather than no run
-        return f
-    return f
-
-
-def _busy(path: Path) -> RunDirError:
-    return RunDirError(f"{path} is being written by another spmkit process (it holds {path / LOCK}). Wait for "
+def _busy(path: Path, holder: str) -> RunDirError:
+    who = f"pid {holder}" if holder != "unknown" else "it"
+    return RunDirError(f"{path} is being written by another spmkit process ({who} holds {path / LOCK}). Wait for "
                        f"that run to finish or stop it, or choose another --output.")
 
 
 def probe_lock(path: Path) -> None:
     """``RunDirError`` when another process writes ``path`` (a launcher's check before it starts processes)."""
     check_owned(path)
-    if (path / LOCK).exists():
-        f = _try_lock(path)
-        if f is None:
-            raise _busy(path)
-        f.close()
+    holder = FileLock(path / LOCK).held_elsewhere()
+    if holder is not None:
+        raise _busy(path, holder)
 
 
 class RunDir:
@@ -166,11 +151,11 @@ class RunDir:
             self.path.mkdir(parents=True, exist_ok=True)
             self._created = missing[::-1]
             had_lock = (self.path / LOCK).exists()
-            lock = _try_lock(self.path)
-            if lock is None:
+            try:
+                self._lock = FileLock(self.path / LOCK).acquire()
+            except LockBusy as busy:
                 self._created = []  # the folder and its lock file are the other writer's now
-                raise _busy(self.path)
-            self._lock = lock
+                raise _busy(self.path, busy.holder) from None
             if not had_lock:
                 self._created.append(self.path / LOCK)
             if not (self.path / MARKER).exists():
@@ -205,7 +190,7 @@ class RunDir:
                         break
         self._created = []
         if self._lock is not None:
-            self._lock.close()  # closing the file releases the flock
+            self._lock.release()  # closing the file releases the flock
             self._lock = None
 
     def _text(self, name: str, text: str) -> None:

@@ -44,13 +44,24 @@ def backbone_macs(model: nn.Module, img_size: int | None) -> tuple[int, tuple[in
         return None
 
 
+def layer_decay_line(model: nn.Module, decay: float) -> str:
+    """``layer decay  0.75 over 14 groups (lr scale 0.0178 ... 1)``."""
+    from spmkit.train.layer_decay import layer_decay_scales
+
+    ld = layer_decay_scales(model, decay)
+    low = min(ld.scales.values(), default=1.0)
+    return (f"layer decay {decay} over {ld.num_groups} groups (backbone group_matcher; lr scale "
+            f"{low:.4g} for the first group ... 1 for the last)")
+
+
 def _fmt(v: Any) -> str:
     return "null" if v is None else str(v)
 
 
 def summary_lines(*, task: str, model_name: str, model: nn.Module, recipe: TrainRecipe, recipe_source: str,
                   info: dict[str, Any], n_train: int, n_val: int, device: str, world_size: int, global_batch: int,
-                  lr: float, steps_per_epoch: int, run_folder: str, resumed: str | None = None) -> list[str]:
+                  lr: float, steps_per_epoch: int, run_folder: str, resumed: str | None = None,
+                  signals: list[str] | None = None) -> list[str]:
     """The lines of the start-up block (plain text, one fact per line)."""
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -72,6 +83,8 @@ def summary_lines(*, task: str, model_name: str, model: nn.Module, recipe: Train
         f"amp {recipe.amp})",
         f"recipe      {recipe_source}",
     ]
+    if getattr(recipe, "layer_decay", None) is not None:
+        lines.append(layer_decay_line(model, recipe.layer_decay))
     changes = recipe_changes(recipe)
     if changes:
         lines.append("  changed from the defaults:")
@@ -80,5 +93,15 @@ def summary_lines(*, task: str, model_name: str, model: nn.Module, recipe: Train
         lines.append("  (the defaults, unchanged)")
     if resumed:
         lines.append(f"resumed     {resumed}")
+    lines += signals or []  # what a signal (SLURM preemption, time limit) does: spmkit.train.preemption
     lines += [f"run folder  {run_folder}  (train.log, metrics.jsonl, steps.jsonl, checkpoints)", "=" * 72]
     return lines
+
+
+def teacher_lines(source: str, kind: str, alpha: float, tau: float, size: tuple[int, int], value: float | None,
+                  metric: str = "top1") -> list[str]:
+    """The distillation block printed after the summary once the teacher is loaded and measured."""
+    mix = f"{kind} distillation, alpha {alpha:g}" + (f", tau {tau:g}" if kind == "soft" else "")
+    shown = f"{value:.2f}" if value is not None else "-"
+    return [f"teacher     {source}",
+            f"  {mix}; teacher input {size[0]}x{size[1]}; teacher val {metric} {shown} (measured before training)"]

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from spmkit.train import preemption
 from spmkit.io.checkpoint import load_checkpoint, set_rng_state
 from spmkit.train.distributed import DistContext, sync_batchnorm
 from spmkit.train.optim import create_optimizer, create_scheduler
@@ -25,12 +26,12 @@ from spmkit.tasks.recipe import TrainRecipe, load_recipe
 from spmkit.train.reporter import Reporter
 from spmkit.train.run_dir import RunDir
 from spmkit.train.run_summary import summary_lines
-from spmkit.data.sampler import ShardSampler
+from spmkit.data.sampling import loader_sampler, process_sampler
 from spmkit.train.worker_errors import SafeLoader
 from spmkit.train.worker_seed import PassSeededDataset, PassSeedSampler
 from spmkit.errors import CheckpointError, DataError
-from spmkit.registry import TASKS
 from spmkit.tasks.base import ModelSpec, Task, unwrap
+from spmkit.io.user_code import task_class
 
 if TYPE_CHECKING:
     from spmkit.train.trainer import TrainConfig
@@ -46,16 +47,19 @@ def _worker_init(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
+    preemption.worker_init()  # SIGTERM is the main process's to act on (SLURM signals every process)
 
 
 def _loader(dataset, sampler, batch_size: int, workers: int, collate, drop_last: bool, device) -> DataLoader:
     """Workers stay alive across epochs (no start-up per epoch, for train and val) and are re-seeded per
     pass as fresh ones would be (see :mod:`spmkit.train.worker_seed`); the sampler is iterated in the main
-    process, so ``set_epoch`` / ``set_start`` act on the next pass as before."""
-    persistent = workers > 0
+    process, so ``set_epoch`` / ``set_start`` act on the next pass as before. A stream (shards: no sampler)
+    plans each pass in its dataset object, so its workers start afresh every pass."""
+    persistent = workers > 0 and loader_sampler(sampler) is not None
     if persistent:
         dataset, sampler = PassSeededDataset(dataset), PassSeedSampler(sampler)
-    return SafeLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
+    return SafeLoader(dataset, batch_size=batch_size, sampler=loader_sampler(sampler), num_workers=workers,
+                      collate_fn=collate,
                       drop_last=drop_last, pin_memory=device.type == "cuda", worker_init_fn=_worker_init,
                       persistent_workers=persistent, generator=torch.Generator() if persistent else None)
 
@@ -98,7 +102,7 @@ class Training:
     ema: Any
     train_loader: DataLoader
     val_loader: DataLoader
-    train_sampler: ShardSampler
+    train_sampler: Any  # a ShardSampler for folders, the stream's own plan for shards
     batches: int  # batches per epoch on each process (a multiple of accum_steps)
     updates_per_epoch: int
     global_batch: int
@@ -149,6 +153,9 @@ def _model(cfg: "TrainConfig", task: Task, ckpt: dict[str, Any] | None, info: di
             if report.get(k):
                 rep.message(f"init from {recipe.init}: {len(report[k])} {k} keys "
                             f"(e.g. {', '.join(report[k][:3])}); these keep their fresh initialisation")
+        if report.get("resized"):  # issue 19: position / relative-position tables moved to this model's size
+            rep.message(f"init from {recipe.init}: {len(report['resized'])} size-dependent tables resized to "
+                        f"the model (e.g. {', '.join(report['resized'][:2])})", "info")
     if recipe.grad_checkpointing and hasattr(model, "set_grad_checkpointing"):
         model.set_grad_checkpointing(True)
     model.to(ctx.device)
@@ -162,8 +169,9 @@ def _data(task: Task, data: Path, model: nn.Module, info: dict[str, Any], ctx: D
     train_ds = task.build_dataset(data, "train", model, info)
     val_ds = task.build_dataset(data, "val", model, info)
     bs = recipe.batch_size
-    train_sampler = ShardSampler(len(train_ds), ctx.rank, ctx.world_size, shuffle=True, seed=recipe.seed, pad=True)
-    val_sampler = ShardSampler(len(val_ds), ctx.rank, ctx.world_size, shuffle=False, pad=False)
+    train_sampler = process_sampler(train_ds, ctx.rank, ctx.world_size, shuffle=True, seed=recipe.seed, pad=True,
+                                    batch_size=bs)  # folders: a ShardSampler; shards: the stream's own plan
+    val_sampler = process_sampler(val_ds, ctx.rank, ctx.world_size, shuffle=False, pad=False)
     batches = len(train_sampler) // bs // recipe.accum_steps * recipe.accum_steps
     if batches == 0:
         raise DataError(f"{data}/train has {len(train_ds)} images: fewer than one step of "
@@ -214,7 +222,8 @@ def _announce(t: Training) -> None:
         info=t.info, n_train=t.n_train, n_val=t.n_val, device=str(t.ctx.device), world_size=t.ctx.world_size,
         global_batch=t.global_batch, lr=t.lr, steps_per_epoch=t.updates_per_epoch,
         run_folder=str(t.run.path.resolve()),
-        resumed=f"{t.resume_path} at epoch {p.epoch + 1}, step {p.step}" if t.resume_path is not None else None))
+        resumed=f"{t.resume_path} at epoch {p.epoch + 1}, step {p.step}" if t.resume_path is not None else None,
+        signals=preemption.describe(t.recipe.ckpt_every_steps, t.ctx.world_size)))
     t.run.write_config(task=cfg.task, blueprint=resolved_blueprint(t.model), recipe=t.recipe.model_dump(mode="json"),
                        info=t.info, data=str(cfg.data), model=t.spec.blueprint, world_size=t.ctx.world_size)
 
@@ -236,7 +245,7 @@ def _wrap(t: Training) -> nn.Module:
 def build_training(cfg: "TrainConfig", ctx: DistContext, rep: Reporter, run: RunDir,
                    resume_path: Path | None) -> Training:
     """Build every part of the run (and restore them from ``resume_path``), in the order resume relies on."""
-    task_cls: type[Task] = TASKS.get(cfg.task)
+    task_cls: type[Task] = task_class(cfg.task)
     ckpt: dict[str, Any] | None = load_checkpoint(resume_path) if resume_path is not None else None
     if ckpt is not None and ckpt.get("task") != cfg.task:
         raise CheckpointError(f"{resume_path} is a {ckpt.get('task')!r} run, not {cfg.task!r}.")

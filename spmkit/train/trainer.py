@@ -24,8 +24,8 @@ from spmkit.train.reporter import FileLog, LogReporter, NullReporter, Reporter, 
 from spmkit.train.run_dir import LOG, RunDir, probe_lock
 from spmkit.train.setup import build_training
 from spmkit.errors import CheckpointError, SpmkitError
-from spmkit.registry import TASKS
 from spmkit.tasks.base import ModelSpec, Task
+from spmkit.io.user_code import task_class
 
 __all__ = ["FAULT_ENV", "TrainConfig", "preflight", "train"]
 
@@ -60,19 +60,29 @@ def _check_resume(cfg: TrainConfig, run: RunDir) -> Path | None:
 
 def preflight(cfg: TrainConfig) -> None:
     """The checks a launcher runs once before starting processes, so that bad input gives one message
-    instead of one per process: task name, run folder / resume, recipe, data folder, blueprint and its size."""
-    task_cls: type[Task] = TASKS.get(cfg.task)
+    instead of one per process: task name, run folder / resume, recipe, data folder, blueprint and its size,
+    and a distillation teacher (readable, for the data's classes)."""
+    task_cls: type[Task] = task_class(cfg.task)
     probe_lock(Path(cfg.output))  # the processes would fail one by one on a folder another run writes
     run = RunDir(cfg.output, enabled=False)
     resume_path = _check_resume(cfg, run)
-    base = load_checkpoint(resume_path)["recipe"] if resume_path is not None else None
-    recipe = load_recipe(task_cls.recipe_class, cfg.recipe_file, cfg.overrides, base=base)
-    task_cls(recipe).data_info(Path(cfg.data))
+    ckpt = load_checkpoint(resume_path) if resume_path is not None else None
+    recipe = load_recipe(task_cls.recipe_class, cfg.recipe_file, cfg.overrides,
+                         base=ckpt["recipe"] if ckpt is not None else None)
+    info = task_cls(recipe).data_info(Path(cfg.data))
+    if resume_path is None and (cfg.model.blueprint or "").startswith("timm:"):  # issue 22: one paragraph
+        from spmkit.timm_models import timm_name
+
+        timm_name(cfg.model.blueprint)
     if resume_path is None and cfg.model.blueprint and not cfg.model.blueprint.startswith("timm:"):
         import spmkit
         from spmkit.builder import check_fits
 
         check_fits(spmkit.load_blueprint(cfg.model.blueprint, overrides=list(cfg.model.overrides)))
+    if getattr(recipe, "teacher", None):  # a teacher for other classes: one message, not one per process
+        from spmkit.train.distill import teacher_for
+
+        teacher_for(recipe, ckpt["data_info"] if ckpt is not None else info)
 
 
 def train(cfg: TrainConfig, reporter: Reporter | None = None, hooks: Sequence[Hook] = ()) -> list[dict[str, Any]]:
@@ -110,6 +120,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, reporter: Reporter | None, run: R
 
 def _run(cfg: TrainConfig, ctx: DistContext, rep: Reporter, run: RunDir, resume_path: Path | None,
          extra: Sequence[Hook]) -> list[dict[str, Any]]:
+    from spmkit.train.distill import distill_hooks
+
     t = build_training(cfg, ctx, rep, run, resume_path)
     hooks = default_hooks(ctx.is_main, ema=t.ema is not None, fault_step=int(os.environ.get(FAULT_ENV, "0") or 0))
-    return TrainLoop(t, [*hooks, *extra]).run()
+    return TrainLoop(t, [*distill_hooks(t), *hooks, *extra]).run()  # distillation first: it adds to steps.jsonl

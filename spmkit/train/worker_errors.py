@@ -14,7 +14,7 @@ import pickle
 import traceback
 from typing import Any, Callable, Iterator
 
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
 from spmkit.errors import SpmkitError
@@ -81,6 +81,32 @@ class CatchInWorker(Dataset):
         return getattr(self.dataset, name)
 
 
+class CatchInWorkerStream(IterableDataset):
+    """An iterable ``dataset`` that, in a worker, yields a :class:`WorkerFailure` (repeatedly, so that it
+    fills a batch even with ``drop_last``) instead of raising."""
+
+    def __init__(self, dataset: IterableDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from self.dataset
+        except Exception as e:  # noqa: BLE001 - handed to the main process, raised there
+            if not _in_worker():
+                raise
+            failure = WorkerFailure(e)
+            while True:
+                yield failure
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
 class CatchCollate:
     """A collate function that passes a :class:`WorkerFailure` through and catches its own errors."""
 
@@ -103,7 +129,8 @@ class SafeLoader(DataLoader):
     """A ``DataLoader`` whose worker errors are raised as in the main process (see the module docstring)."""
 
     def __init__(self, dataset: Dataset, *args: Any, collate_fn: Callable | None = None, **kwargs: Any) -> None:
-        super().__init__(CatchInWorker(dataset), *args, collate_fn=CatchCollate(collate_fn), **kwargs)
+        wrapped = CatchInWorkerStream(dataset) if isinstance(dataset, IterableDataset) else CatchInWorker(dataset)
+        super().__init__(wrapped, *args, collate_fn=CatchCollate(collate_fn), **kwargs)
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         for batch in super().__iter__():

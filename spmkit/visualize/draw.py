@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spmkit.visualize.kind import Panel, Row
+
+if TYPE_CHECKING:
+    from spmkit.io.output_paths import Outputs
 
 
 def _stretch(heat: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -44,7 +48,7 @@ def _draw_panel(ax, p: Panel) -> None:
     ax.set_ylim(hw[0] - 0.5, -0.5)
 
 
-def save_rows(rows: list[Row], output: str | Path, title: str = "") -> Path:
+def save_rows(rows: list[Row], output: str | Path, title: str = "", outputs: "Outputs | None" = None) -> Path:
     """Draw ``rows`` (one panel per column) and write them as a PNG; returns the path."""
     import matplotlib
 
@@ -66,8 +70,12 @@ def save_rows(rows: list[Row], output: str | Path, title: str = "") -> Path:
                         ha="right", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, format="png", dpi=90)
-    plt.close(fig)
-    return output
+    from spmkit.io.output_paths import Outputs
+
+    outs = outputs if outputs is not None else Outputs("visualize")
+    try:
+        with outs:  # atomic, recorded as spmkit's (``outputs`` claimed the path; else it is checked here)
+            outs.write(output, lambda f: fig.savefig(f, format="png", dpi=90))
+    finally:
+        plt.close(fig)
+    return Path(output)

@@ -52,11 +52,14 @@ def visualize(
     device: str = "auto",
     options: Options | None = None,
     json_output: str | Path | None = None,
+    force: bool = False,
 ) -> Result:
     """Draw ``kind`` for the model (and each ``compare`` blueprint, one row each) into ``output`` (PNG).
 
     ``json_output`` also writes the returned numbers there. A kind the model lacks raises
-    ``KindNotAvailableError`` before anything is computed.
+    ``KindNotAvailableError`` before anything is computed. Neither output may be an input (an image, the
+    checkpoint, a blueprint file); an existing file that ``spmkit visualize`` did not write is replaced only
+    with ``force`` (see ``spmkit.io.output_paths``).
     """
     opts = options or Options()
     if (blueprint is None) == (checkpoint is None):
@@ -65,6 +68,13 @@ def visualize(
         raise SpmkitError(f"-o {output}: visualize writes a PNG; give a .png path.")
     if checkpoint is not None and overrides:
         raise SpmkitError("--set changes a blueprint; a checkpoint's model is drawn as it was trained.")
+    from spmkit.io.output_paths import Outputs
+
+    blueprint_files = [b for b in (blueprint, *compare) if b is not None and Path(b).is_file()]
+    outs = Outputs("visualize", inputs=[*images, checkpoint, *blueprint_files], force=force)
+    outs.claim(output, "--output")
+    if json_output is not None:
+        outs.claim(json_output, "--json-output")
     KINDS.get(kind)  # an unknown kind fails before any model is built
     if not all(0.0 <= q <= 1.0 for q in opts.query):
         raise SpmkitError(f"--query Y X takes fractions of the image height and width in 0..1 (0.5 0.5 is the "
@@ -92,10 +102,11 @@ def visualize(
         rows += r
         per_model.append(d)
     title = f"{kind}: {' vs '.join(m.label for m in models)} ({inputs.source}, {size}x{size})"
-    path = save_rows(rows, output, title)
+    path = save_rows(rows, output, title, outs)
     data = dict(kind=kind, output=str(path),
                 input=dict(source=inputs.source, size=size, count=int(inputs.tensor.shape[0]), images=inputs.names),
                 models=per_model)
     if json_output is not None:
-        Path(json_output).write_text(json.dumps(data, indent=1))
+        with outs:
+            outs.write_text(json_output, json.dumps(data, indent=1))
     return Result(path, data, notes)

@@ -32,12 +32,15 @@ def export(
     ] = True,
     atol: Annotated[float, typer.Option("--atol", min=0.0, help="Largest allowed absolute difference from eager.")] = 1e-4,
     set_: SetOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT even if spmkit export did not write it "
+                                                     "(never the source).")] = False,
 ) -> None:
     """Export SOURCE to OUTPUT, run the file on a random input and print its largest difference from eager."""
     from spmkit.export import export_model
 
     r = export_model(source, output, fmt=format_, dynamic_batch=dynamic_batch,  # type: ignore[arg-type]
-                     input_size=input_size, opset=opset, dynamo=dynamo, atol=atol, overrides=set_ or [])
+                     input_size=input_size, opset=opset, dynamo=dynamo, atol=atol, overrides=set_ or [],
+                     force=force)
     b, c, h, w = r.input_shape
     batch = "dynamic batch" if r.dynamic_batch else f"batch {b}"
     typer.echo(f"exported {r.name} ({c}x{h}x{w}, {batch}) with {r.exporter} to {r.path} in {r.export_seconds:.1f} s")

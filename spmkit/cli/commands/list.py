@@ -1,4 +1,5 @@
-"""``spmkit list``: builtin blueprints, recipes, sweeps and registered components (full paths, never cut)."""
+"""``spmkit list``: builtin blueprints, recipes, sweeps, registered components (full paths, never cut) and the
+published weights the blueprints name."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from spmkit.cli.options import JsonOption
 
 @user_errors
 def list_(json_: JsonOption = False) -> None:
-    """List builtin blueprints, recipes and sweeps (with their files) and every registered component."""
+    """List builtin blueprints, recipes and sweeps (with their files), every registered component, the
+    checkpoint layouts and the published weights of each reproduction blueprint."""
     from rich.console import Console
     from rich.table import Table
 
@@ -37,13 +39,19 @@ def list_(json_: JsonOption = False) -> None:
     import spmkit.convert  # noqa: F401  (fills CONVERTERS)
 
     converters = {name: conv.release for name, conv in CONVERTERS.items()}
+    from spmkit.blueprint.zoo import as_json, metrics_text, releases, weights_rows
+
+    released = releases()
     if json_:
         typer.echo(json.dumps({"blueprints": blueprints, "recipes": recipes, "sweeps": sweeps,
-                               "components": components, "converters": converters}, indent=2))
+                               "components": components, "converters": converters,
+                               "weights": as_json(released)}, indent=2))
         return
     # a table never cuts a name or a path: wide enough for the longest row, folded on a narrow terminal
     longest = max(len(k) + len(v) for k, v in {**blueprints, **recipes, **sweeps}.items())
-    console = Console(width=None if sys.stdout.isatty() else max(120, longest + 10))
+    rows = [(n, w.tag, r.layout_of(w), metrics_text(w), w.url) for n, r, w in weights_rows(released)]
+    longest_weights = max((sum(len(c) for c in row) + 16 for row in rows), default=0)
+    console = Console(width=None if sys.stdout.isatty() else max(120, longest + 10, longest_weights))
     for title, items in (("builtin blueprints (spmkit build NAME)", blueprints),
                          ("builtin recipes (spmkit train --recipe NAME)", recipes),
                          ("builtin sweeps (spmkit sweep NAME)", sweeps)):
@@ -68,6 +76,16 @@ def list_(json_: JsonOption = False) -> None:
     for name, release in converters.items():
         v.add_row(name, release)
     console.print(v)
+    w = Table(title="published weights (the blueprints' release blocks; spmkit convert FILE -b BLUEPRINT)",
+              title_justify="left")
+    for col in ("blueprint", "weights", "layout", "published", "url"):
+        w.add_column(col, overflow="fold")
+    for row in rows:
+        w.add_row(*row)
+    for name, release in released.items():
+        if not release.weights:
+            w.add_row(name, "-", release.layout, f"no published weights ({release.code.repo})", "-")
+    console.print(w)
 
 
 def register(app: typer.Typer) -> None:

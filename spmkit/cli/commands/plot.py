@@ -18,8 +18,10 @@ def register(app: typer.Typer) -> None:
 def plot(
     run_dir: Annotated[Path, typer.Argument(help="run folder written by spmkit train")],
     out: Annotated[Optional[Path], typer.Option("--out", help="folder for the PNGs (default: the run folder)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace PNGs of the same names that spmkit plot did "
+                                                     "not write.")] = False,
 ) -> None:
     from spmkit.train.curves import plot_run
 
-    for path in plot_run(run_dir, out):
+    for path in plot_run(run_dir, out, force=force):
         typer.echo(str(path))

@@ -33,7 +33,7 @@ def predict(
     set_: RecipeSetOption = None,
     device: DeviceOption = None,
     devices: DevicesAlias = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite output PNGs that exist.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace output PNGs even if spmkit predict did not write them (never an input).")] = False,
     json_: JsonOption = False,
 ) -> None:
     from spmkit.io.devices import check_devices

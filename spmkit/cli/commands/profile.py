@@ -122,6 +122,8 @@ def register(app: typer.Typer) -> None:
         plot: Annotated[Path, typer.Option(help="PNG written by --sweep-resolution.")] = Path("profile-sweep.png"),
         json_output: JsonOption = False,
         csv: Annotated[Optional[Path], typer.Option(help="Write the rows as CSV to this file ('-': stdout).")] = None,
+        force: Annotated[bool, typer.Option("--force", help="Replace --csv / --plot / trace files even if spmkit "
+                                                         "profile did not write them.")] = False,
     ) -> None:
         import sys
 
@@ -147,6 +149,19 @@ def register(app: typer.Typer) -> None:
                                repeats=repeats, max_seconds=max_seconds or None, train=train, memory=memory,
                                breakdown=breakdown)
         quiet = json_output or csv == Path("-")
+        from spmkit.io.output_paths import Outputs
+        from spmkit.profile.trace import trace_files
+
+        # every file this run writes is checked before anything is measured (spmkit.io.output_paths)
+        outs = Outputs("profile", inputs=[e.spec for e in resolved if e.spec and Path(e.spec).is_file()], force=force)
+        if csv is not None and csv != Path("-"):
+            outs.claim(csv, "--csv")
+        if sweep_resolution:
+            outs.claim(plot, "--plot")
+        for entry in resolved if trace is not None else ():
+            for kind in ("inference", "train") if train else ("inference",):
+                for path in trace_files(trace, f"{entry.name}-{kind}"):
+                    outs.claim(path, "--trace")
 
         def say(msg: str) -> None:
             if not quiet:
@@ -159,19 +174,19 @@ def register(app: typer.Typer) -> None:
             if not sizes:
                 raise ProfileError("--sweep-resolution needs sizes, e.g. 224,384,512.")
             results = sweep(resolved, sizes, config, say)
-            png = plot_sweep(results, plot, title=f"spmkit profile --sweep-resolution on {device}")
+            png = plot_sweep(results, plot, title=f"spmkit profile --sweep-resolution on {device}", outputs=outs)
             say(f"wrote {png}")
         else:
             results = profile_entries(resolved, config, say)
         if trace is not None:
-            _trace(resolved, config, trace, say)
+            _trace(resolved, config, trace, say, outs)
         if csv is not None:
             text = to_csv(results)
             if csv == Path("-"):
                 sys.stdout.write(text)
             else:
-                csv.parent.mkdir(parents=True, exist_ok=True)
-                csv.write_text(text)
+                with outs:
+                    outs.write_text(csv, text)
                 say(f"wrote {csv}")
         if json_output:
             print(to_json(results))
@@ -191,7 +206,7 @@ def _check_sizes(entries, device: str, batch: int, sizes: tuple[tuple[int, int],
                 check_fits(bp, device, batch=batch, input_size=size)
 
 
-def _trace(entries, config, out: Path, say) -> None:
+def _trace(entries, config, out: Path, say, outs) -> None:
     """One inference trace per entry at --batch-size (and a training-step trace unless --no-train)."""
     from spmkit.profile.steps import check_device, inference_call, make_input, prepare_model, train_call
     from spmkit.profile.trace import record_trace
@@ -202,9 +217,10 @@ def _trace(entries, config, out: Path, say) -> None:
         size = config.input_sizes[0] if config.input_sizes else entry.input_size
         model = prepare_model(entry.build(), opts).eval()
         x = make_input(config.batch_size, size, opts, entry.in_chans)
-        paths = record_trace(inference_call(model, x, opts), out, f"{entry.name}-inference", device=opts.device)
+        paths = record_trace(inference_call(model, x, opts), out, f"{entry.name}-inference", device=opts.device,
+                             outputs=outs)
         say(f"trace of {entry.name}: {paths['chrome']} and {paths['tensorboard']}/")
         if config.train:
             model.train()
-            record_trace(train_call(model, x, opts), out, f"{entry.name}-train", device=opts.device)
+            record_trace(train_call(model, x, opts), out, f"{entry.name}-train", device=opts.device, outputs=outs)
         del model

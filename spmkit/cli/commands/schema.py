@@ -13,14 +13,20 @@ from spmkit.cli.errors import user_errors
 @user_errors
 def schema(
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT even if spmkit schema did not write it.")] = False,
 ) -> None:
     """Print the JSON Schema of blueprints (point your editor's YAML plugin at it for autocompletion)."""
     from spmkit.blueprint.jsonschema import blueprint_json_schema
 
+    from spmkit.io.output_paths import Outputs
+
+    outs = Outputs("schema", force=force)
+    if output:
+        outs.claim(output)
     text = json.dumps(blueprint_json_schema(), indent=2)
     if output:
-        with open(output, "w") as f:
-            f.write(text + "\n")
+        with outs:
+            outs.write_text(output, text + "\n")
     else:
         typer.echo(text)
 

@@ -64,7 +64,9 @@ def _spec(base: str, new_base, vary, vary_recipe, set_, zip_, seeds, task, recip
     if seeds is not None:
         data["seeds"] = seeds
     if task is not None:
-        data["task"] = task
+        from spmkit.io.user_code import absolute_task
+
+        data["task"] = absolute_task(task)  # SOURCE.py:NAME: the jobs import the same file from any folder
     if recipe is not None:
         data["recipe"] = recipe
     return SweepSpec.model_validate(data)
@@ -148,6 +150,8 @@ def register(app: typer.Typer) -> None:
         warmup: Annotated[int, typer.Option(min=0, max=10000, help="Profiler untimed calls per variant.")] = 2,
         memory: Annotated[bool, typer.Option(help="Profile peak memory (CPU: in a fresh subprocess).")] = True,
         json_: JsonOption = False,
+        force: Annotated[bool, typer.Option("--force", help="Replace files in --output (results.csv, results.md, "
+                                                         "sweep.yaml, ...) that spmkit sweep did not write.")] = False,
     ) -> None:
         from spmkit.cli.errors import err_console
         from spmkit.sweep import ProfileSettings, SweepError, SweepOptions, run_sweep
@@ -173,7 +177,7 @@ def register(app: typer.Typer) -> None:
             mode=mode, output=output, data=data, device=device, profile=profile,  # type: ignore[arg-type]
             profile_settings=ProfileSettings(prof_device, profile_batch_size, warmup, repeats, memory=memory),
             jobs=jobs, gpus_per_run=gpus_per_run, executor=executor, partition=partition,  # type: ignore[arg-type]
-            time_min=time, cpus_per_run=cpus_per_run,
+            time_min=time, cpus_per_run=cpus_per_run, force=force,
             command=("spmkit sweep " + " ".join(shlex.quote(a) for a in sys.argv[2:])
                      if sys.argv[1:2] == ["sweep"] else None))  # the command line, when run as `spmkit sweep`
 

@@ -42,6 +42,8 @@ def visualize(
                                                                       "fractions of the image (0..1)")] = (0.5, 0.5),
     seed: SeedOption = None,
     json_: JsonOption = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT even if spmkit visualize did not write it "
+                                                     "(never an input).")] = False,
 ) -> None:
     """Draw KIND for --blueprint or --checkpoint into -o OUT.png; --json prints the numbers behind it."""
     from spmkit.visualize import Options, visualize as run
@@ -49,7 +51,8 @@ def visualize(
     opts = Options(size=size, samples=samples, stage=stage, block=block, query=tuple(query),
                    seed=0 if seed is None else seed)
     result = run(kind, output, blueprint=blueprint, checkpoint=checkpoint, images=list(images or []),
-                 compare=list(compare or []), overrides=list(set_ or []), device=pick_device(device, devices), options=opts)
+                 compare=list(compare or []), overrides=list(set_ or []), device=pick_device(device, devices), options=opts,
+                 force=force)
     for note in result.notes:
         err_console.print(note, markup=False)
     if json_:

@@ -8,9 +8,7 @@ same tensors.)
 
 from __future__ import annotations
 
-from typing import Collection, Sequence
-
-import torch
+from typing import Collection
 
 from spmkit.convert.base import Converter, Rule
 from spmkit.registry import CONVERTERS
@@ -30,9 +28,7 @@ RULES: list[Rule] = [
 class GroupMixFormer(Converter):
     name = "groupmixformer"
     release = "AILab-CVC/GroupMixFormer models/groupmixformer.py"
+    rule_table = RULES
 
     def detect(self, keys: Collection[str]) -> bool:
         return any(k.startswith(("groupmixformer_backbone.", "conv_stem.")) for k in keys)
-
-    def rules(self, state_dict: dict[str, torch.Tensor]) -> Sequence[Rule]:
-        return RULES

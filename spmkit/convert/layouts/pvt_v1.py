@@ -6,9 +6,7 @@ stage's position table, ``cls_token`` joins in stage 4, ``head`` is spmkit's ``h
 
 from __future__ import annotations
 
-from typing import Collection, Sequence
-
-import torch
+from typing import Collection
 
 from spmkit.convert.base import Converter, Rule, shift_stage
 from spmkit.registry import CONVERTERS
@@ -28,9 +26,7 @@ PVT_V1_RULES: list[Rule] = [
 class PVTv1(Converter):
     name = "pvt_v1"
     release = "whai362/PVT classification/pvt.py"
+    rule_table = PVT_V1_RULES
 
     def detect(self, keys: Collection[str]) -> bool:
         return "pos_embed1" in keys and "patch_embed2.proj.weight" in keys
-
-    def rules(self, state_dict: dict[str, torch.Tensor]) -> Sequence[Rule]:
-        return PVT_V1_RULES

@@ -6,9 +6,7 @@ stage's closing norm; the MLP's depthwise conv sits one module deeper (``mlp.dwc
 
 from __future__ import annotations
 
-from typing import Collection, Sequence
-
-import torch
+from typing import Collection
 
 from spmkit.convert.base import Converter, Rule, shift_stage
 from spmkit.registry import CONVERTERS
@@ -27,9 +25,7 @@ RULES: list[Rule] = [
 class PVTv2(Converter):
     name = "pvt_v2"
     release = "whai362/PVT classification/pvt_v2.py"
+    rule_table = RULES
 
     def detect(self, keys: Collection[str]) -> bool:
         return "patch_embed1.proj.weight" in keys and "norm1.weight" in keys and "pos_embed1" not in keys
-
-    def rules(self, state_dict: dict[str, torch.Tensor]) -> Sequence[Rule]:
-        return RULES

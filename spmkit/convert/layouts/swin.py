@@ -6,9 +6,7 @@ the start of the next one (``stages.{i+1}.downsample``); the classifier is ``hea
 
 from __future__ import annotations
 
-from typing import Collection, Sequence
-
-import torch
+from typing import Collection
 
 from spmkit.convert.base import RELATIVE_POSITION_INDEX, SWIN_ATTN_MASK, Converter, Rule, shift_stage
 from spmkit.registry import CONVERTERS
@@ -26,12 +24,10 @@ SWIN_RULES: list[Rule] = [
 class Swin(Converter):
     name = "swin"
     release = "microsoft/Swin-Transformer models/swin_transformer.py"
+    rule_table = SWIN_RULES
     checks = (RELATIVE_POSITION_INDEX, SWIN_ATTN_MASK)
 
     def detect(self, keys: Collection[str]) -> bool:
         swin_like = any(k.startswith("layers.") and k.endswith("relative_position_bias_table") for k in keys)
         timm_layout = "head.fc.weight" in keys or any(k.startswith("layers.3.downsample.") for k in keys)
         return swin_like and not timm_layout and not any(".dconv." in k for k in keys)
-
-    def rules(self, state_dict: dict[str, torch.Tensor]) -> Sequence[Rule]:
-        return SWIN_RULES

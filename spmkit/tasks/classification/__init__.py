@@ -1,4 +1,4 @@
-"""Image classification on ImageNet-layout folders with the PVT/DeiT recipe (timm transforms, mixup, losses)."""
+"""Image classification on ImageNet-layout folders, webdataset shards or Hugging Face datasets with the PVT/DeiT recipe (timm transforms, mixup, losses)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ from pydantic import Field, field_validator, model_validator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from spmkit.data.imagenet import ImageFolderDataset, find_classes
+from spmkit.data.sources import DataSource, open_source
 from spmkit.data.posterize import patch_posterize
 from spmkit.data.unreadable import LeaveOutCollate
 from spmkit.tasks.classification.device_pipeline import DeviceErasing, normalize_uint8, use_device_pipeline
 from spmkit.tasks.recipe import TrainRecipe
-from spmkit.errors import DataError, shorten
+from spmkit.errors import DataError, SpmkitError, shorten
 from spmkit.registry import TASKS
 from spmkit.tasks.base import ModelSpec, PredictOptions, Split, Task, unwrap
+from spmkit.tasks.skip_count import SkipCount
 
 log = logging.getLogger("spmkit.tasks.classification")
 
@@ -52,6 +53,20 @@ class ClassificationRecipe(TrainRecipe):
     def _prefetch_words(cls, value: Any) -> Any:
         """YAML reads ``on`` / ``off`` as booleans (``--set prefetch=on`` too): take them as the words."""
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+    # knowledge distillation (spmkit.train.distill); DeiT's defaults: alpha 0.5, tau 1
+    teacher: str | None = Field(None, description="distil from this teacher: a run checkpoint (RUN/best.pt), a "
+                                "blueprint (with teacher_weights) or timm:NAME (with teacher_weights)")
+    teacher_weights: str | None = Field(None, description="the weights of a blueprint or timm: teacher")
+    distill_type: Literal["soft", "hard"] = Field("soft", description="soft: KL at temperature distill_tau; "
+                                                  "hard: cross-entropy against the teacher's argmax (DeiT)")
+    distill_alpha: float = Field(0.5, ge=0, le=1, description="loss = (1 - alpha) task loss + alpha distillation")
+    distill_tau: float = Field(1.0, gt=0, le=100, description="softmax temperature of soft distillation")
+
+    @model_validator(mode="after")
+    def _teacher_weights_need_teacher(self) -> ClassificationRecipe:
+        if self.teacher_weights and not self.teacher:
+            raise ValueError("teacher_weights without teacher: name the teacher's blueprint or timm:NAME too")
+        return self
 
     @model_validator(mode="after")
     def _augmentation_builds(self) -> ClassificationRecipe:
@@ -79,9 +94,15 @@ def build_model(spec: ModelSpec, num_classes: int, img_size: int | None = None) 
     ``img_size`` builds an spmkit model for that input size (position tables, attention windows).
     """
     if spec.blueprint.startswith("timm:"):
-        import timm
+        from spmkit.timm_models import create_timm_model
 
-        return timm.create_model(spec.blueprint[5:], pretrained=False, num_classes=num_classes)
+        kwargs = timm_kwargs(spec)
+        try:
+            return create_timm_model(spec.blueprint, num_classes=num_classes, **kwargs)
+        except TypeError as e:  # an unknown keyword
+            if not kwargs:
+                raise
+            raise SpmkitError(f"{spec.blueprint} does not take --model-set {', '.join(kwargs)}: {e}") from None
     import spmkit
 
     source = spmkit.load_blueprint(spec.resolved if spec.resolved is not None else spec.blueprint,
@@ -90,6 +111,23 @@ def build_model(spec: ModelSpec, num_classes: int, img_size: int | None = None) 
     if img_size is not None and img_size != source.img_size:
         kwargs["img_size"] = img_size
     return spmkit.create_model(source, **kwargs)
+
+
+def timm_kwargs(spec: ModelSpec) -> dict[str, Any]:
+    """``--model-set KEY=VALUE`` of a ``timm:`` model: keyword arguments of ``timm.create_model``
+    (e.g. ``embed_dims=[16,32,48,64]``); one the model does not take is an SpmkitError."""
+    from spmkit.io.overrides import split_override
+
+    kwargs: dict[str, Any] = {}
+    for text in spec.overrides:
+        try:
+            key, value = split_override(text)
+        except ValueError:
+            raise SpmkitError(f"--model-set {text!r}: expected KEY=VALUE (a keyword of the timm model).") from None
+        if not key.isidentifier() or key in ("pretrained", "num_classes"):
+            raise SpmkitError(f"--model-set {key!r}: not a keyword argument a timm model can be given here.")
+        kwargs[key] = value
+    return kwargs
 
 
 def _no_images() -> tuple[None, None]:
@@ -111,13 +149,21 @@ class ClassificationTask(Task):
         super().__init__(recipe)
         self.mixup_fn = None
         self.train_loss_fn: nn.Module = nn.CrossEntropyLoss()
-        self._skipped: Any = 0
+        self._skips = SkipCount()
         self._norm: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # uint8 batches: (mean, std)
         self._erasing: DeviceErasing | None = None  # random erasing on the device (device pipeline)
+        self._source: DataSource | None = None
+
+    def source(self, data: Path | str) -> DataSource:
+        """The opened ``--data`` (a folder, shards or Hugging Face data; see ``spmkit.data.sources``)."""
+        if self._source is None or self._source.spec != str(data):
+            self._source = open_source(data)
+        return self._source
 
     def data_info(self, data_dir: Path) -> dict[str, Any]:
-        classes = find_classes(Path(data_dir) / "train")
-        find_classes(Path(data_dir) / "val")  # a missing val split fails now, not after the first epoch
+        source = self.source(data_dir)
+        classes = source.classes("train")
+        source.classes("val")  # a missing val split fails now, not after the first epoch
         n = self.recipe.num_classes
         if n is not None and n != len(classes):
             raise DataError(
@@ -128,7 +174,7 @@ class ClassificationTask(Task):
 
     def eval_data_info(self, data_dir: Path, stored: dict[str, Any] | None) -> dict[str, Any]:
         """Checkpoint classes must cover val/; without a checkpoint the val folders are the classes."""
-        classes = find_classes(Path(data_dir) / "val")
+        classes = self.source(data_dir).classes("val")
         if stored is None:
             if self.recipe.num_classes is not None and self.recipe.num_classes != len(classes):
                 raise DataError(f"{data_dir}/val has {len(classes)} class folders but num_classes is "
@@ -182,8 +228,8 @@ class ClassificationTask(Task):
                 else None
         else:
             tf = self.eval_transform(model, uint8=on_device)
-        return ImageFolderDataset(data_dir, split, info["classes"], transform=tf,
-                                  unreadable="substitute" if split == "train" else "leave_out")
+        return self.source(data_dir).dataset(split, info["classes"], tf,
+                                             "substitute" if split == "train" else "leave_out")
 
     def collate_fn(self, split: Split):
         """Batches ``(images, targets, skipped)``: ``skipped`` counts the batch's unreadable images (left
@@ -264,8 +310,8 @@ class ClassificationTask(Task):
             self.train_loss_fn = nn.CrossEntropyLoss()
 
     def training_loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        images, targets, skipped = batch
-        self._skipped = self._skipped + skipped.sum()  # stays on the device: no host sync per batch
+        images, targets, _ = batch
+        self._skips.add(batch)  # stays on the device: no host sync per batch
         if self._erasing is not None:  # the device pipeline: random erasing here, as the host does in workers
             images = self._erasing(images)
         if self.mixup_fn is not None:
@@ -314,10 +360,7 @@ class ClassificationTask(Task):
         }
 
     def end_of_epoch(self, ctx) -> dict[str, float]:
-        t = torch.as_tensor(self._skipped, device=ctx.device).to(torch.float64).reshape(1)
-        ctx.all_reduce_sum(t)
-        self._skipped = 0
-        return {"train_skipped": float(t)}
+        return self._skips.end_of_epoch(ctx)
 
 
 def _caption(pred: dict[str, Any]) -> list[str]:

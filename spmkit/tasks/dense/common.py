@@ -1,14 +1,15 @@
 """Pieces the detection and segmentation tasks share: building the backbone from a ``ModelSpec``, the
-backbone's normalisation constants, optimizer hooks, and fixed-length iteration epochs."""
+backbone's normalisation constants, batches of lists, and fixed-length iteration epochs."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from spmkit.data.unreadable import LeaveOutCollate
 from spmkit.errors import SpmkitError
 from spmkit.tasks.base import ModelSpec
 
@@ -20,9 +21,9 @@ class DenseModelError(SpmkitError):
 def build_backbone(spec: ModelSpec) -> nn.Module:
     """A classification backbone without its classifier: ``timm:<name>`` or an spmkit blueprint."""
     if spec.blueprint.startswith("timm:"):
-        import timm
+        from spmkit.timm_models import create_timm_model
 
-        return timm.create_model(spec.blueprint[5:], pretrained=False, num_classes=0)
+        return create_timm_model(spec.blueprint, num_classes=0)
     import spmkit
 
     # a stored (resolved) blueprint goes through the same validation as a file, as in classification
@@ -37,6 +38,16 @@ def mean_std(backbone: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]
     mean = tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))
     std = tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
     return mean, std
+
+
+def _empty_pair() -> tuple[list, list]:
+    return [], []
+
+
+def leave_out_collate(collate: Callable[[list[Any]], Any]) -> LeaveOutCollate:
+    """Batches ``(images, targets, skipped)`` of lists: ``collate`` joins the readable items, ``skipped``
+    counts the unreadable ones (left out); a batch with none readable is ``([], [], skipped)``."""
+    return LeaveOutCollate(collate, _empty_pair)
 
 
 def world_size() -> int:

@@ -14,14 +14,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from spmkit.data.coco import CocoDetection, collate_detection
 from spmkit.data.detection_transforms import DetectionTransform
-from spmkit.data.unreadable import LeaveOutCollate, SkipUnreadable
+from spmkit.data.unreadable import SkipUnreadable
 from spmkit.tasks.detection.coco_eval import STAT_NAMES, CocoEvaluator, detections_to_coco
 from spmkit.tasks.detection.model import build_detector
 from spmkit.tasks.recipe import TrainRecipe
 from spmkit.errors import DataError, SpmkitError
 from spmkit.registry import TASKS
 from spmkit.tasks.base import ModelSpec, PredictOptions, Split, Task, unwrap
-from spmkit.tasks.dense.common import DenseModelError, build_backbone, mean_std, world_size
+from spmkit.tasks.skip_count import SkipCount
+from spmkit.tasks.dense.common import DenseModelError, build_backbone, leave_out_collate, mean_std, world_size
 
 
 class DetectionRecipe(TrainRecipe):
@@ -74,10 +75,6 @@ def build_detector_model(backbone: nn.Module, recipe: DetectionRecipe, num_class
         raise
 
 
-def _empty_batch() -> tuple[list, list]:
-    return [], []
-
-
 @torch.no_grad()
 def detect_one(model: nn.Module, image: torch.Tensor, names: list[str], score_threshold: float,
                dev: torch.device) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -107,7 +104,7 @@ class DetectionTask(Task):
     def __init__(self, recipe: DetectionRecipe) -> None:
         super().__init__(recipe)
         self._datasets: dict[tuple[str, str], CocoDetection] = {}
-        self._skipped = 0
+        self._skips = SkipCount()
 
     # -- data and model -------------------------------------------------------------------------
     def _dataset(self, data_dir: Path, split: str) -> CocoDetection:
@@ -163,19 +160,15 @@ class DetectionTask(Task):
 
     def collate_fn(self, split: Split):
         """Batches ``(images, targets, skipped)``; ``skipped`` counts unreadable images (left out in evaluation)."""
-        return LeaveOutCollate(collate_detection, _empty_batch)
+        return leave_out_collate(collate_detection)
 
     def end_of_epoch(self, ctx) -> dict[str, float]:
-        t = torch.tensor([float(self._skipped)], dtype=torch.float64, device=ctx.device)
-        ctx.all_reduce_sum(t)
-        self._skipped = 0
-        return {"train_skipped": float(t)}
+        return self._skips.end_of_epoch(ctx)
 
     # -- training -------------------------------------------------------------------------------
     def training_loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         images, targets = batch[0], batch[1]
-        if len(batch) > 2:
-            self._skipped += int(batch[2])
+        self._skips.add(batch)
         losses = model(images, targets)
         loss = sum(losses.values())
         return loss, {k: float(v.detach()) for k, v in losses.items()}

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from spmkit.data.ade20k import ADE20K, IGNORE_INDEX
-from spmkit.data.unreadable import LeaveOutCollate, SkipUnreadable
+from spmkit.data.unreadable import SkipUnreadable
 from spmkit.data.segmentation_transforms import (
     SegmentationEvalTransform,
     SegmentationTrainTransform,
@@ -27,11 +27,13 @@ from spmkit.tasks.recipe import TrainRecipe
 from spmkit.errors import DataError
 from spmkit.registry import TASKS
 from spmkit.tasks.base import ModelSpec, PredictOptions, Split, Task, unwrap
+from spmkit.tasks.skip_count import SkipCount
 from spmkit.tasks.dense.common import (
     DenseModelError,
     RepeatDataset,
     build_backbone,
     iteration_epoch_length,
+    leave_out_collate,
     mean_std,
 )
 from spmkit.io.value_types import Float, Int
@@ -75,10 +77,6 @@ class SegmentationRecipe(TrainRecipe):
     dropout: float = Field(0.1, ge=0, lt=1)
 
 
-def _empty_batch() -> tuple[list, list]:
-    return [], []
-
-
 @torch.no_grad()
 def segment_one(model: nn.Module, task: "SegmentationTask", image: torch.Tensor, names: list[str],
                 dev: torch.device, legend: bool = True) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -112,7 +110,8 @@ class SegmentationTask(Task):
 
     def __init__(self, recipe: SegmentationRecipe) -> None:
         super().__init__(recipe)
-        self._skipped = 0
+        self._skips = SkipCount()
+        self._all_ignored: int | None = None  # pixels of the first batch whose labels were all ignored
 
     def data_info(self, data_dir: Path) -> dict[str, Any]:
         return self._info(ADE20K(data_dir, "train"))
@@ -164,26 +163,31 @@ class SegmentationTask(Task):
 
     def collate_fn(self, split: Split):
         """Batches ``(images, labels, skipped)``; ``skipped`` counts unreadable pairs (left out in evaluation)."""
-        return LeaveOutCollate(collate_segmentation, _empty_batch)
+        return leave_out_collate(collate_segmentation)
 
     def end_of_epoch(self, ctx) -> dict[str, float]:
-        t = torch.tensor([float(self._skipped)], dtype=torch.float64, device=ctx.device)
-        ctx.all_reduce_sum(t)
-        self._skipped = 0
-        return {"train_skipped": float(t)}
+        return self._skips.end_of_epoch(ctx)
 
     # -- training -------------------------------------------------------------------------------
     def training_loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         images, labels = batch[0], batch[1]
-        if len(batch) > 2:
-            self._skipped += int(batch[2])
+        self._skips.add(batch)
         logits = model(images)
         n = unwrap(model).num_classes
         valid = labels[labels != IGNORE_INDEX]
         if valid.numel() and int(valid.max()) >= n:
             raise DataError(f"a training label is >= num_classes ({n}); check num_classes and the annotations.")
+        if not valid.numel() and self._all_ignored is None:  # cross-entropy over zero pixels is 0/0 = NaN
+            self._all_ignored = labels.numel()
         loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
         return loss, {}
+
+    def nonfinite_loss_cause(self) -> str | None:
+        if self._all_ignored is None:
+            return None
+        return (f"every label pixel of a training batch ({self._all_ignored} pixels) is the ignore index "
+                f"{IGNORE_INDEX}, so the loss averages over zero pixels: check the label maps (with "
+                f"reduce_zero_label, class 0 becomes {IGNORE_INDEX}) and crop_size / cat_max_ratio")
 
     # -- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()

@@ -1,0 +1,107 @@
+"""What ``--data`` names, and the classes and datasets of its splits, whatever it is.
+
+* an ImageNet-layout folder (``train/<class>/<image>``, ``val/<class>/<image>``),
+* a folder of webdataset shards (``train-*.tar``, ``val-*.tar``; ``spmkit data pack`` makes them),
+* a Hugging Face dataset: ``hf:NAME[:CONFIG]``, or a local ``save_to_disk`` / parquet folder.
+
+Every source yields items ``(image, target, n_skipped)`` with the unreadable-image policies of
+``spmkit.data.unreadable``; shards are streams (``spmkit.data.stream``), the others map-style.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from PIL import Image
+from torch.utils.data import Dataset
+
+from spmkit.data.unreadable import Policy
+from spmkit.errors import DataError
+
+Kind = str  # "folder" | "shards" | "hf"
+
+
+class DataSource:
+    """One ``--data`` value, opened once (a manifest or Hugging Face splits are read here)."""
+
+    def __init__(self, spec: str | Path) -> None:
+        from spmkit.data.hf import PREFIX, is_hf_folder
+        from spmkit.data.shards import is_shard_folder
+
+        self.spec = str(spec)
+        path = Path(self.spec)
+        self._manifest: dict[str, Any] | None = None
+        self._splits: Any = None
+        if self.spec.startswith(PREFIX):
+            self.kind: Kind = "hf"
+        elif not path.exists():
+            raise DataError(f"--data {self.spec} does not exist. Give an ImageNet-layout folder, a folder of "
+                            f"webdataset shards (train-*.tar, val-*.tar), hf:NAME[:CONFIG], or a Hugging Face "
+                            f"save_to_disk / parquet folder.")
+        elif is_shard_folder(path):
+            self.kind = "shards"
+        elif (path / "dataset_dict.json").is_file():  # save_to_disk: its split folders are not classes
+            self.kind = "hf"
+        elif (path / "train").is_dir() or (path / "val").is_dir():
+            self.kind = "folder"
+        elif is_hf_folder(path):
+            self.kind = "hf"
+        else:
+            self.kind = "folder"  # the folder checks give the layout message
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        if self._manifest is None:
+            from spmkit.data.shards import load_manifest
+
+            self._manifest = load_manifest(Path(self.spec))
+        return self._manifest
+
+    @property
+    def splits(self) -> Any:
+        if self._splits is None:
+            from spmkit.data.hf import load_splits
+
+            self._splits = load_splits(self.spec)
+        return self._splits
+
+    def classes(self, split: str = "train") -> list[str]:
+        """Class names; for folders those of ``split``, for shards and Hugging Face data the dataset's."""
+        if self.kind == "folder":
+            from spmkit.data.imagenet import find_classes
+
+            return find_classes(Path(self.spec) / split)
+        if self.kind == "shards":
+            from spmkit.data.shards import split_entry
+
+            split_entry(self.manifest, Path(self.spec), split)  # the split must exist
+            return list(self.manifest["classes"])
+        from spmkit.data.hf import class_names, split_name
+
+        split_name(self.splits, split, self.spec)
+        return class_names(self.splits, self.spec)
+
+    def dataset(self, split: str, classes: list[str], transform: Callable[[Image.Image], Any] | None,
+                unreadable: Policy) -> Dataset:
+        """The split as items ``(image, target, n_skipped)``; targets index ``classes``."""
+        if self.kind == "folder":
+            from spmkit.data.imagenet import ImageFolderDataset
+
+            return ImageFolderDataset(self.spec, split, classes, transform=transform, unreadable=unreadable)
+        own = self.classes(split)
+        if own != list(classes)[: len(own)]:
+            raise DataError(f"{self.spec} has the classes {own[:3]}... ({len(own)}), not those of the run "
+                            f"({list(classes)[:3]}..., {len(classes)}).")
+        if self.kind == "shards":
+            from spmkit.data.shards import ShardDataset
+
+            return ShardDataset(self.spec, split, self.manifest, transform=transform, unreadable=unreadable)
+        from spmkit.data.hf import HFImageDataset
+
+        return HFImageDataset(self.splits, split, self.spec, transform=transform, unreadable=unreadable)
+
+
+def open_source(spec: str | Path) -> DataSource:
+    """The :class:`DataSource` of ``spec`` (DataError when it names nothing readable)."""
+    return DataSource(spec)
