@@ -2,10 +2,12 @@
 
 * an ImageNet-layout folder (``train/<class>/<image>``, ``val/<class>/<image>``),
 * a folder of webdataset shards (``train-*.tar``, ``val-*.tar``; ``spmkit data pack`` makes them),
-* a Hugging Face dataset: ``hf:NAME[:CONFIG]``, or a local ``save_to_disk`` / parquet folder.
+* a Hugging Face dataset: ``hf:NAME[:CONFIG]``, or a local ``save_to_disk`` / parquet folder,
+* a streamed Hugging Face dataset: ``hf-stream:NAME[:CONFIG]`` or ``hf-stream:FOLDER`` (parquet files).
 
 Every source yields items ``(image, target, n_skipped)`` with the unreadable-image policies of
-``spmkit.data.unreadable``; shards are streams (``spmkit.data.stream``), the others map-style.
+``spmkit.data.unreadable``; shards and ``hf-stream:`` are streams (``spmkit.data.stream``), the others
+map-style.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from torch.utils.data import Dataset
 from spmkit.data.unreadable import Policy
 from spmkit.errors import DataError
 
-Kind = str  # "folder" | "shards" | "hf"
+Kind = str  # "folder" | "shards" | "hf" | "hf-stream"
 
 
 class DataSource:
@@ -27,18 +29,22 @@ class DataSource:
 
     def __init__(self, spec: str | Path) -> None:
         from spmkit.data.hf import PREFIX, is_hf_folder
+        from spmkit.data.hf_stream import PREFIX as STREAM_PREFIX
         from spmkit.data.shards import is_shard_folder
 
         self.spec = str(spec)
         path = Path(self.spec)
         self._manifest: dict[str, Any] | None = None
         self._splits: Any = None
-        if self.spec.startswith(PREFIX):
-            self.kind: Kind = "hf"
+        self._stream_classes: list[str] | None = None
+        if self.spec.startswith(STREAM_PREFIX):
+            self.kind: Kind = "hf-stream"
+        elif self.spec.startswith(PREFIX):
+            self.kind = "hf"
         elif not path.exists():
             raise DataError(f"--data {self.spec} does not exist. Give an ImageNet-layout folder, a folder of "
-                            f"webdataset shards (train-*.tar, val-*.tar), hf:NAME[:CONFIG], or a Hugging Face "
-                            f"save_to_disk / parquet folder.")
+                            f"webdataset shards (train-*.tar, val-*.tar), hf:NAME[:CONFIG], hf-stream:NAME[:CONFIG] "
+                            f"(streamed), or a Hugging Face save_to_disk / parquet folder.")
         elif is_shard_folder(path):
             self.kind = "shards"
         elif (path / "dataset_dict.json").is_file():  # save_to_disk: its split folders are not classes
@@ -61,9 +67,14 @@ class DataSource:
     @property
     def splits(self) -> Any:
         if self._splits is None:
-            from spmkit.data.hf import load_splits
+            if self.kind == "hf-stream":
+                from spmkit.data.hf_stream import load_stream_splits
 
-            self._splits = load_splits(self.spec)
+                self._splits = load_stream_splits(self.spec)
+            else:
+                from spmkit.data.hf import load_splits
+
+                self._splits = load_splits(self.spec)
         return self._splits
 
     def classes(self, split: str = "train") -> list[str]:
@@ -80,6 +91,12 @@ class DataSource:
         from spmkit.data.hf import class_names, split_name
 
         split_name(self.splits, split, self.spec)
+        if self.kind == "hf-stream":
+            from spmkit.data.hf_stream import stream_class_names
+
+            if self._stream_classes is None:  # may take a pass over the label column: once
+                self._stream_classes = stream_class_names(self.splits, self.spec)
+            return list(self._stream_classes)
         return class_names(self.splits, self.spec)
 
     def dataset(self, split: str, classes: list[str], transform: Callable[[Image.Image], Any] | None,
@@ -97,6 +114,10 @@ class DataSource:
             from spmkit.data.shards import ShardDataset
 
             return ShardDataset(self.spec, split, self.manifest, transform=transform, unreadable=unreadable)
+        if self.kind == "hf-stream":
+            from spmkit.data.hf_stream import HFStreamDataset
+
+            return HFStreamDataset(self.splits, split, self.spec, transform=transform, unreadable=unreadable)
         from spmkit.data.hf import HFImageDataset
 
         return HFImageDataset(self.splits, split, self.spec, transform=transform, unreadable=unreadable)

@@ -63,10 +63,10 @@ class StreamDataset(IterableDataset):
 
     shuffle_buffer = 512
 
-    def __init__(self, shard_counts: list[int], where: str, transform: Callable[[Image.Image], Any] | None,
-                 unreadable: Policy) -> None:
-        self.shard_counts = list(shard_counts)
-        self.count = sum(self.shard_counts)
+    def __init__(self, shard_counts: list[int | None], where: str, transform: Callable[[Image.Image], Any] | None,
+                 unreadable: Policy, count: int | None = None) -> None:
+        self.shard_counts = list(shard_counts)  # None: a shard of unknown length (then ``count`` gives the total)
+        self.count = sum(self.shard_counts) if count is None else int(count)  # type: ignore[arg-type]
         self.where = where
         self.transform = transform
         self.unreadable: Policy = unreadable
@@ -115,19 +115,25 @@ class StreamDataset(IterableDataset):
         """The raw samples of one slot in one cycle (``every``: the whole split, for an empty slot)."""
         order = self._shard_order() if cycle == 0 else self._reshuffled(cycle)
         by_shard = len(order) >= slots and not every
+        known = all(c is not None for c in self.shard_counts)
         offsets = [0]
         for c in self.shard_counts:
-            offsets.append(offsets[-1] + c)
+            offsets.append(offsets[-1] + (c or 0))
+        running = 0  # unknown shard lengths: samples numbered in reading order (the same for every slot)
         for pos, shard in enumerate(order):
             if by_shard and pos % slots != slot:
                 continue
             seen = 0
+            base = offsets[shard] if known else running
             for j, raw in enumerate(self.raw_samples(shard)):
                 seen = j + 1
-                if by_shard or every or (offsets[shard] + j) % slots == slot:
+                if by_shard or every or (base + j) % slots == slot:
                     yield raw
-            missing = [j for j in range(seen, self.shard_counts[shard])
-                       if by_shard or every or (offsets[shard] + j) % slots == slot]
+            running += seen
+            if self.shard_counts[shard] is None:
+                continue  # a truncated shard of unknown length cannot be told from a short one
+            missing = [j for j in range(seen, self.shard_counts[shard])  # type: ignore[arg-type]
+                       if by_shard or every or (base + j) % slots == slot]
             if missing:  # a truncated shard: its missing samples count as unreadable
                 key = f"{self.where} shard {shard}"
                 if key not in self._bad:

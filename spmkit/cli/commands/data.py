@@ -51,8 +51,8 @@ def pack(
     typer.echo(f"wrote {res.output} ({res.classes} classes)")
 
 
-CHECK_HELP = ("Decode every image of SOURCE (an ImageNet-layout folder, a webdataset shard folder, hf:NAME[:CONFIG] "
-              "or a Hugging Face save_to_disk / parquet folder) and report images per split and class and the "
+CHECK_HELP = ("Decode every image of SOURCE (an ImageNet-layout folder, a webdataset shard folder, hf:NAME[:CONFIG], "
+              "hf-stream:NAME[:CONFIG] or a Hugging Face save_to_disk / parquet folder) and report images per split and class and the "
               "unreadable ones.")
 
 
