@@ -47,7 +47,7 @@ def _parquet_folder(tmp_path: Path, train: list[int], val: list[int], broken_val
             images, labels = [], []
             for _ in range(n):
                 arr = np.zeros((32, 32, 3), np.uint8)
-                arr[0, 0] = (index % 256, index // 256, 7)
+                arr[31, 0] = (index % 256, index // 256, 7)  # below the class stripe
                 arr[(index % 3) * 10:(index % 3) * 10 + 4] = 250
                 Image.fromarray(arr).save(png)
                 images.append({"bytes": png.read_bytes(), "path": None})
