@@ -147,8 +147,9 @@ def test_a_variant_says_what_it_changes_against_its_reference(tmp_path: Path) ->
 
 
 def test_no_flag_shows_a_value_placeholder() -> None:
-    """A flag takes no value, so no command's help shows one (`--json <bool>`, `--dry-run <bool>`, ...)."""
-    for name in _commands():
-        res = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "200"})
+    """A flag takes no value, so no command's help shows one (`--json <bool>`, `--dry-run <bool>`, ...), nor
+    the root's (`spmkit --help`)."""
+    for args in ([], *([name] for name in _commands())):
+        res = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "200"})
         assert res.exit_code == 0, res.output
-        assert "<bool>" not in res.output and "BOOLEAN" not in res.output, (name, res.output)
+        assert "<bool>" not in res.output and "BOOLEAN" not in res.output, (args, res.output)

@@ -76,7 +76,9 @@ class _Group(typer.core.TyperGroup):
 
 
 def _flags_take_no_value() -> None:
-    """Every registered command renders its flags without a placeholder, so one added later needs nothing."""
+    """Every registered command renders its flags without a placeholder, so one added later needs nothing;
+    the root's own ``--help`` too (``spmkit --help``)."""
+    app.info.cls = _Group
     commands = list(app.registered_commands)
     for group in app.registered_groups:  # e.g. spmkit data pack|check
         commands += group.typer_instance.registered_commands
