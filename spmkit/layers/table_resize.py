@@ -52,6 +52,19 @@ def source_rel_pos_grid(n: int, like: tuple[int, int], what: str) -> tuple[int, 
     return (gh + 1) // 2, (gw + 1) // 2
 
 
+def rel_pos_table_to_resize(module: torch.nn.Module, prefix: str,
+                            state_dict: dict[str, torch.Tensor]) -> tuple[torch.Tensor, str] | None:
+    """``(checkpoint table, key)`` of the module's ``relative_position_bias_table`` when the checkpoint's has
+    other positions (its heads checked); ``None`` when there is nothing to resize."""
+    pair = table_to_resize(module, prefix, "relative_position_bias_table", state_dict)
+    if pair is None:
+        return None
+    src, own = pair
+    key = prefix + "relative_position_bias_table"
+    check_heads(src, own, key)
+    return src, key
+
+
 def check_heads(src: torch.Tensor, own: torch.Tensor, key: str) -> None:
     """A ``[positions, heads]`` table of a checkpoint has this model's number of heads."""
     if src.dim() != 2 or src.shape[1] != own.shape[1]:

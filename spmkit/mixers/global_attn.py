@@ -8,7 +8,7 @@ from torch import nn
 
 from spmkit.layers.heads import merge_heads
 from spmkit.layers.rel_pos import cached_relative_position_index
-from spmkit.layers.table_resize import check_heads, source_rel_pos_grid, table_to_resize
+from spmkit.layers.table_resize import rel_pos_table_to_resize, source_rel_pos_grid
 from spmkit.registry import MIXERS
 
 
@@ -91,12 +91,10 @@ class GlobalAttention(nn.Module):
     def resize_state_dict(self, prefix: str, state_dict: dict[str, torch.Tensor]) -> list[str]:
         """A checkpoint's bias table of another map size, resized to this one exactly as ``forward`` resizes
         it at run time (bicubic): this model then computes what the source computes at this size."""
-        pair = table_to_resize(self, prefix, "relative_position_bias_table", state_dict)
-        if pair is None:
+        found = rel_pos_table_to_resize(self, prefix, state_dict)
+        if found is None:
             return []
-        src, own = pair
-        key = prefix + "relative_position_bias_table"
-        check_heads(src, own, key)
+        src, key = found
         grid = source_rel_pos_grid(src.shape[0], self.feat_size, key)
         state_dict[key] = resize_bias_table(src.float(), grid, self.feat_size).to(src.dtype)
         return [key]

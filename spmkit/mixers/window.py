@@ -13,7 +13,7 @@ from torch import nn
 from spmkit.layers.heads import merge_heads
 from spmkit.layers.pad import pad_nhwc_to_multiple
 from spmkit.layers.rel_pos import cached_relative_position_index
-from spmkit.layers.table_resize import TableResizeError, check_heads, source_rel_pos_grid, table_to_resize
+from spmkit.layers.table_resize import TableResizeError, rel_pos_table_to_resize, source_rel_pos_grid
 from spmkit.registry import MIXERS
 
 # opaque to FX symbolic tracing (they need concrete sizes; see spmkit/layers/pad.py)
@@ -128,19 +128,17 @@ class WindowAttention(nn.Module):
     def resize_state_dict(self, prefix: str, state_dict: dict[str, torch.Tensor]) -> list[str]:
         """A checkpoint's bias table of another window, resized to this window as timm's Swin
         ``checkpoint_filter_fn`` does (``timm.layers.resize_rel_pos_bias_table``), so transfers equal timm's."""
-        pair = table_to_resize(self, prefix, "relative_position_bias_table", state_dict)
-        if pair is None:
+        found = rel_pos_table_to_resize(self, prefix, state_dict)
+        if found is None:
             return []
-        src, own = pair
-        key = prefix + "relative_position_bias_table"
-        check_heads(src, own, key)
+        src, key = found
         src_win = source_rel_pos_grid(src.shape[0], self.window_size, key)
         try:
             from timm.layers import resize_rel_pos_bias_table
         except ImportError as e:  # very old timm
             raise TableResizeError(f"{key}: resizing needs timm.layers.resize_rel_pos_bias_table ({e})") from e
         try:
-            out = resize_rel_pos_bias_table(src, new_window_size=self.window_size, new_bias_shape=own.shape)
+            out = resize_rel_pos_bias_table(src, new_window_size=self.window_size, new_bias_shape=self.relative_position_bias_table.shape)
         except (ValueError, AssertionError) as e:
             raise TableResizeError(f"{key}: the {src_win[0]}x{src_win[1]} window's table cannot be resized "
                                    f"to a {self.window_size[0]}x{self.window_size[1]} window ({e})") from e
