@@ -159,6 +159,15 @@ class StreamDataset(IterableDataset):
             self._bad.add(key)
             log.warning("skipping unreadable image: %s", err)
 
+    def _sample(self, raw: Raw) -> tuple[Any, int] | None:
+        """``(transformed image, target)`` of ``raw``, or ``None`` (logged once) when it cannot be read."""
+        try:
+            img, target = self._load(raw)
+        except UnreadableImage as e:
+            self._note_bad(e, raw[0])
+            return None
+        return (self.transform(img) if self.transform is not None else img), target
+
     def __iter__(self) -> Iterator[tuple[Any, int, int]]:
         info = get_worker_info()
         workers, wid = (info.num_workers, info.id) if info is not None else (1, 0)
@@ -174,14 +183,11 @@ class StreamDataset(IterableDataset):
 
     def _evaluation(self, slot: int, slots: int) -> Iterator[tuple[Any, int, int]]:
         for raw in self._slot_raw(slot, slots, 0):
-            try:
-                img, target = self._load(raw)
-            except UnreadableImage as e:
-                self._note_bad(e, raw[0])
-                if self.unreadable == "leave_out":
-                    yield None, raw[2], 1
-                continue
-            yield (self.transform(img) if self.transform is not None else img), target, 0
+            sample = self._sample(raw)
+            if sample is not None:
+                yield *sample, 0
+            elif self.unreadable == "leave_out":
+                yield None, raw[2], 1
 
     def _training(self, slot: int, slots: int, skip: int, quota: int) -> Iterator[tuple[Any, int, int]]:
         produced, pending, cycle = 0, 0, 0
@@ -197,14 +203,12 @@ class StreamDataset(IterableDataset):
                 if skip_left:
                     skip_left -= 1
                     continue
-                try:
-                    img, target = self._load(raw)
-                except UnreadableImage as e:
-                    self._note_bad(e, raw[0])
+                sample = self._sample(raw)
+                if sample is None:
                     pending += 1
                     continue
                 readable_in_cycle += 1
-                yield (self.transform(img) if self.transform is not None else img), target, pending
+                yield *sample, pending
                 pending, produced = 0, produced + 1
                 if produced >= quota:
                     return
@@ -220,14 +224,12 @@ class StreamDataset(IterableDataset):
         while produced < quota:
             readable = 0
             for raw in self._slot_raw(0, 1, produced // max(self.count, 1), every=True):
-                try:
-                    img, target = self._load(raw)
-                except UnreadableImage as e:
-                    self._note_bad(e, raw[0])
+                sample = self._sample(raw)
+                if sample is None:
                     pending += 1
                     continue
                 readable += 1
-                yield (self.transform(img) if self.transform is not None else img), target, pending
+                yield *sample, pending
                 pending, produced = 0, produced + 1
                 if produced >= quota:
                     return
