@@ -44,6 +44,10 @@ class TrainRecipe(BaseModel):
     momentum: float = Field(0.9, ge=0, le=1)
     opt_eps: float | None = Field(1e-8, gt=0, le=1)
     opt_betas: tuple[Float(ge=0, lt=1), Float(ge=0, lt=1)] | None = None
+    opt_impl: Literal["auto", "fused", "foreach", "loop"] = Field(
+        "auto", description="the optimizer's kernels: fused (one kernel per parameter, torch's fused=True), foreach "
+        "(multi-tensor), loop (one parameter at a time, torch's default on CPU); auto -> fused where the optimizer "
+        "and device take it (probed with one step on a tiny tensor), else torch's default")
     layer_decay: float | None = Field(None, gt=0, le=1, description="layer-wise lr decay (BEiT / timm): the "
                                       "lr of layer l of L is scaled by layer_decay ** (L-1-l), layers from the "
                                       "backbone's group_matcher (stem first, classifier last); None -> off")

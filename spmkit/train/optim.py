@@ -56,12 +56,72 @@ def create_optimizer(model: nn.Module, recipe: TrainRecipe, lr: float) -> torch.
         kwargs["eps"] = recipe.opt_eps
     if recipe.opt_betas is not None:
         kwargs["betas"] = recipe.opt_betas
+    first = next((p for g in groups for p in g["params"]), None)
     try:
+        if first is not None:
+            kwargs.update(kernel_kwargs(recipe, first.device, first.dtype, kwargs))
         return create_optimizer_v2(groups, opt=recipe.opt, lr=lr, weight_decay=recipe.weight_decay,
                                    momentum=recipe.momentum, **kwargs)
     except (ValueError, AssertionError, KeyError) as err:  # timm's word for an unknown name or bad setting
         raise RecipeError(f"recipe: optimizer {shorten(recipe.opt)} cannot be created: "
                           f"{shorten(str(err) or type(err).__name__, 300, quote=False)}") from None
+
+
+def kernel_kwargs(recipe: TrainRecipe, device: torch.device, dtype: torch.dtype,
+                  kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The optimizer keywords of ``recipe.opt_impl`` (see the recipe field) for parameters on ``device``."""
+    impl = getattr(recipe, "opt_impl", "auto")
+    if impl == "loop":
+        return {"foreach": False}
+    if impl == "foreach":
+        return {"foreach": True}
+    if fused_works(recipe.opt, device, dtype, recipe.momentum, kwargs):
+        return {"fused": True}
+    if impl == "fused":
+        raise RecipeError(f"recipe: opt_impl fused: optimizer {shorten(recipe.opt)} does not take fused kernels "
+                          f"for {dtype} parameters on {device.type} with this torch ({torch.__version__}); "
+                          f"use opt_impl=auto (fused where it works), foreach or loop.")
+    return {}
+
+
+_FUSED: dict[tuple[Any, ...], bool] = {}
+
+
+def fused_works(opt: str, device: torch.device, dtype: torch.dtype, momentum: float,
+                kwargs: dict[str, Any]) -> bool:
+    """Whether timm's ``opt`` takes ``fused=True`` here: one real step on a tiny tensor (kept per setting).
+
+    Asked of the optimizer, not of a torch version: which optimizers and devices have fused kernels changes
+    between releases (CPU ones came in torch 2.4), and an optimizer class that does not know ``fused``
+    raises or ignores it (then its parameter groups do not say ``fused: True``)."""
+    key = (opt.lower(), device.type, device.index, dtype, momentum, tuple(sorted(kwargs.items())))
+    if key not in _FUSED:
+        from timm.optim import create_optimizer_v2
+
+        ok = False
+        try:
+            p = torch.zeros(2, 2, device=device, dtype=dtype, requires_grad=True)
+            o = create_optimizer_v2([p], opt=opt, lr=1e-3, weight_decay=0.0, momentum=momentum, fused=True,
+                                    **kwargs)
+            p.grad = torch.ones_like(p)
+            o.step()
+            ok = bool(o.param_groups[0].get("fused")) and bool(torch.isfinite(p).all())
+        except Exception:  # noqa: BLE001 - TypeError / RuntimeError / ValueError: no fused kernels here
+            ok = False
+        _FUSED[key] = ok
+    return _FUSED[key]
+
+
+def optimizer_impl(optimizer: torch.optim.Optimizer) -> str:
+    """``fused``, ``foreach`` or ``loop``: what ``optimizer`` runs (for the run's summary)."""
+    group = optimizer.param_groups[0] if optimizer.param_groups else {}
+    if group.get("fused"):
+        return "fused"
+    foreach = group.get("foreach")
+    if foreach is None:  # torch's default: multi-tensor when every parameter is on a CUDA device
+        params = group.get("params") or []
+        foreach = bool(params) and all(p.device.type == "cuda" for p in params)
+    return "foreach" if foreach else "loop"
 
 
 def create_scheduler(optimizer: torch.optim.Optimizer, recipe: TrainRecipe, updates_per_epoch: int):

@@ -61,7 +61,7 @@ def _fmt(v: Any) -> str:
 def summary_lines(*, task: str, model_name: str, model: nn.Module, recipe: TrainRecipe, recipe_source: str,
                   info: dict[str, Any], n_train: int, n_val: int, device: str, world_size: int, global_batch: int,
                   lr: float, steps_per_epoch: int, run_folder: str, resumed: str | None = None,
-                  signals: list[str] | None = None) -> list[str]:
+                  signals: list[str] | None = None, optimizer_impl: str | None = None) -> list[str]:
     """The lines of the start-up block (plain text, one fact per line)."""
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -81,6 +81,7 @@ def summary_lines(*, task: str, model_name: str, model: nn.Module, recipe: Train
         f"{steps_per_epoch} optimizer steps per epoch",
         f"lr          {lr:.3e} (epochs {recipe.epochs}, warm-up {recipe.warmup_epochs}, sched {recipe.sched}, "
         f"amp {recipe.amp})",
+        *([f"optimizer   {recipe.opt} ({optimizer_impl} kernels)"] if optimizer_impl else []),
         f"recipe      {recipe_source}",
     ]
     if getattr(recipe, "layer_decay", None) is not None:

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from spmkit.train import preemption
 from spmkit.io.checkpoint import load_checkpoint, set_rng_state
 from spmkit.train.distributed import DistContext, sync_batchnorm
-from spmkit.train.optim import create_optimizer, create_scheduler
+from spmkit.train.optim import create_optimizer, create_scheduler, optimizer_impl
 from spmkit.tasks.recipe import TrainRecipe, load_recipe
 from spmkit.train.reporter import Reporter
 from spmkit.train.run_dir import RunDir
@@ -223,7 +223,8 @@ def _announce(t: Training) -> None:
         global_batch=t.global_batch, lr=t.lr, steps_per_epoch=t.updates_per_epoch,
         run_folder=str(t.run.path.resolve()),
         resumed=f"{t.resume_path} at epoch {p.epoch + 1}, step {p.step}" if t.resume_path is not None else None,
-        signals=preemption.describe(t.recipe.ckpt_every_steps, t.ctx.world_size)))
+        signals=preemption.describe(t.recipe.ckpt_every_steps, t.ctx.world_size),
+        optimizer_impl=optimizer_impl(t.optimizer)))
     t.run.write_config(task=cfg.task, blueprint=resolved_blueprint(t.model), recipe=t.recipe.model_dump(mode="json"),
                        info=t.info, data=str(cfg.data), model=t.spec.blueprint, world_size=t.ctx.world_size)
 
