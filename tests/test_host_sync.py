@@ -41,7 +41,7 @@ def _steps_without_reads(monkeypatch, cfg: TrainConfig) -> None:
     assert rows and rows[-1]["step"] >= 3  # step 2 is not logged
     unlogged = [s for s in reads.sites if s[2] not in phase.logged]
     assert unlogged == [], unlogged  # a host read at a step that is not logged: a sync every step
-    assert all(s[2] in phase.logged for s in reads.sites)
+    assert any("hooks.py" in s[0] for s in reads.sites)  # the counter is live: logged steps read the loss
 
 
 def test_the_counter_sees_a_per_step_read(monkeypatch) -> None:

@@ -7,8 +7,9 @@ The columns and splits are found as for ``hf:`` (``spmkit.data.hf``). The stream
 worker) reads its own shards through ``IterableDataset.shard`` -- or, with fewer shards than readers, every
 reader reads all of them and keeps every ``readers``-th sample -- so DDP processes and workers read disjoint
 parts and validation scores every sample once. A split's length (the steps of an epoch) is the dataset
-info's ``num_examples``; for a local parquet folder it is read from the parquet footers; the recipe's ``train_num_samples`` / ``val_num_samples`` give it
-by hand (timm's ``--train-num-samples``). A stream whose length is known no way is refused with the reason.
+info's ``num_examples``; for a local parquet folder it is read from the parquet footers; the recipe's
+``train_num_samples`` / ``val_num_samples`` give it by hand (timm's ``--train-num-samples``). A stream whose
+length is known no way is refused with the reason.
 """
 
 from __future__ import annotations
