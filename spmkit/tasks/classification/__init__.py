@@ -359,7 +359,7 @@ class ClassificationTask(Task):
             totals[2] += hit[:, :1].sum()
             totals[3] += hit.sum()
         ctx.all_reduce_sum(totals)
-        if getattr(ctx, "is_main", True):  # a stream whose given (or published) length is not what it yielded: said once
+        if getattr(ctx, "is_main", True):  # a stream's given (or published) length that it did not yield: said once
             note_read(loader.dataset, int(totals[0] + totals[4]))
         n = max(float(totals[0]), 1.0)
         return {
