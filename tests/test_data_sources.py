@@ -277,3 +277,28 @@ def test_loader_benchmark_measures_every_cell(tmp_path: Path) -> None:
     assert set(cells) == {f"{loader} / {pipe}" for loader in ("spmkit folder", "spmkit shards", "timm folder")
                           for pipe in ("decode", "crop_flip", "imagenet")}
     assert all(v > 0 for v in cells.values())
+
+
+def test_a_given_length_sizes_shard_epochs_and_is_not_used_for_folders(tmp_path: Path, caplog) -> None:
+    """Shard counts are always known (manifest or scan); ``num_samples`` (the recipe's ``train_num_samples`` /
+    ``val_num_samples``) replaces them as timm's does. Evaluation still reads every sample; a folder's known
+    length is kept (and the unused value logged)."""
+    import logging
+
+    from spmkit.data.sampling import process_sampler
+    from spmkit.data.shards import ShardDataset, load_manifest
+    from spmkit.data.sources import open_source
+
+    data = make_imagefolder(tmp_path / "img", classes=3, train_per_class=3, val_per_class=2)
+    shards = tmp_path / "shards"
+    _pack(data, shards, "--shard-size", "4")
+    train = ShardDataset(shards, "train", load_manifest(shards), transform=_to_tensor, num_samples=5)
+    process_sampler(train, 0, 1, shuffle=True, seed=0, pad=True, batch_size=2)
+    assert len(train) == 5 and len(list(torch.utils.data.DataLoader(train, batch_size=2, drop_last=True))) == 2
+    val = ShardDataset(shards, "val", load_manifest(shards), transform=_to_tensor, unreadable="leave_out",
+                       num_samples=2)
+    assert len(val) == 2 and sum(b[0].shape[0] for b in torch.utils.data.DataLoader(val, batch_size=4)) == 6
+    source = open_source(data)
+    with caplog.at_level(logging.WARNING, logger="spmkit.data"):
+        ds = source.dataset("train", source.classes("train"), None, "substitute", num_samples=5)
+    assert len(ds) == 9 and any("train_num_samples=5 is not used" in m for m in caplog.messages)

@@ -47,7 +47,7 @@ def test_soft_distillation_from_the_student_itself_is_zero(tau: float) -> None:
     batch = (torch.randn(6, 3, 8, 8), torch.randint(0, 5, (6,)))
     loss, scalars = DistillLoss(_ce, teacher, "soft", 0.5, tau)(student, batch)
     assert scalars["distill_loss"] == pytest.approx(0.0, abs=1e-6)
-    assert loss.item() == pytest.approx(0.5 * scalars["task_loss"], rel=1e-5)
+    assert loss.item() == pytest.approx(0.5 * float(scalars["task_loss"]), rel=1e-5)  # scalars stay on the device
     loss.backward()  # the student gets gradients from the mixed loss
     assert student[1].weight.grad is not None
     # another teacher gives a positive loss at the same temperature (a loss that is always 0 fails here)

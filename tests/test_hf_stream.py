@@ -162,3 +162,54 @@ def test_two_gloo_processes_on_a_streamed_folder_score_every_val_sample_once(tmp
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     rows = _rows(out)
     assert rows[-1]["val_images"] == 11 and rows[-1]["step"] == 8 // 4  # ceil(16 / 2) // 4
+
+
+def test_a_stream_of_unknown_length_takes_it_from_the_recipe_and_still_scores_every_val_sample(
+        tmp_path: Path, monkeypatch, caplog) -> None:
+    """``train_num_samples`` / ``val_num_samples`` (timm's names) give the length a stream does not publish:
+    the epoch has ceil(N / processes) // batch steps of the given N; validation reads and counts every sample
+    whatever N says, and logs once that N was wrong."""
+    import logging
+
+    import spmkit.data.hf_stream as hf_stream
+
+    folder = _parquet_folder(tmp_path, train=[7, 6], val=[3, 2, 2])  # 13 train rows, 7 val rows
+    monkeypatch.setattr(hf_stream, "split_length", lambda *a: None)  # as a hub stream without num_examples
+    spec = f"hf-stream:{folder}"
+    with pytest.raises(DataError, match="--set val_num_samples=N"):  # the refusal names the way out
+        _dataset(spec, "val")
+    run = tmp_path / "run"
+    with caplog.at_level(logging.WARNING, logger="spmkit.data"):
+        res = runner.invoke(app, train_args(Path(spec), run, 2, 4, "--set", "train_num_samples=9",
+                                            "--set", "val_num_samples=5"))
+    assert res.exit_code == 0, res.output
+    rows = [r for r in _rows(run) if "val_images" in r]
+    assert [r["step"] for r in rows] == [2, 4]  # 9 // 4 = 2 steps per epoch (not 13 // 4 = 3)
+    assert all(r["val_images"] == 7 and r["val_skipped"] == 0 for r in rows)  # every row once, not 5
+    notes = [m for m in caplog.messages if "evaluation read 7 samples" in m]
+    assert len(notes) == 1 and "val_num_samples=5" in notes[0]  # said once, not per epoch
+
+
+def test_a_given_length_replaces_a_known_one_of_shards_and_streams_as_timm_does(tmp_path: Path, caplog) -> None:
+    import logging
+
+    from spmkit.data.sampling import process_sampler
+    from spmkit.data.sources import open_source
+
+    spec = f"hf-stream:{_parquet_folder(tmp_path, train=[7, 6], val=[3])}"
+    source = open_source(spec)
+    with caplog.at_level(logging.WARNING, logger="spmkit.data"):
+        ds = source.dataset("train", source.classes("train"), _to_tensor, "substitute", num_samples=30)
+    assert len(ds) == 30 and any("train_num_samples=30 sizes the epoch (the data says 13" in m
+                                 for m in caplog.messages)
+    sampler = process_sampler(ds, 1, 2, shuffle=True, seed=0, pad=True, batch_size=4)
+    got = list(torch.utils.data.DataLoader(ds, batch_size=4, num_workers=0, drop_last=True))
+    assert len(sampler) == 15 and len(got) == 15 // 4  # ceil(30 / 2) // 4 batches, the stream read again
+    # ``data check`` counts by reading: an unknown length is no obstacle there
+    import spmkit.data.hf_stream as hf_stream
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hf_stream, "split_length", lambda *a: None)
+        res = runner.invoke(app, ["data", "check", spec, "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output.strip().splitlines()[-1])["splits"]["train"]["images"] == 13

@@ -70,3 +70,18 @@ def test_all_ignored_labels_are_named_before_the_learning_rate(tmp_path: Path):
     out = _one_paragraph(res)
     assert "ignore index 255" in out and "8192 pixels" in out, out
     assert out.index("ignore index") < out.index("--lr"), out
+
+
+def test_a_label_beyond_num_classes_is_named_though_checked_on_the_device(tmp_path: Path):
+    """The label check runs on the device (no host sync per step): a batch with a label >= num_classes gets a
+    NaN loss and the run stops at the next check with the labels named, and no checkpoint of it."""
+    base = make_shapes_ade20k(tmp_path / "ade", n_train=2, n_val=1, size=64, seed=0)
+    for p in (base / "annotations" / "training").glob("*.png"):
+        Image.fromarray(np.full((64, 64), 9, dtype=np.uint8), mode="L").save(p)  # 4 classes: 9 is too high
+    res = runner.invoke(app, ["train", "--task", "segmentation", "--blueprint", "tiny_swin", "--data",
+                              str(base.parent), "--output", str(tmp_path / "run"), "--batch-size", "2",
+                              "--workers", "0", "--devices", "cpu", *SEG_SMALL])
+    out = _one_paragraph(res)
+    assert "a training label is >= num_classes (4)" in out and "step 1" in out, out
+    assert out.index("num_classes") < out.index("--lr"), out
+    assert not (tmp_path / "run" / "last.pt").exists()

@@ -7,8 +7,9 @@ The columns and splits are found as for ``hf:`` (``spmkit.data.hf``). The stream
 worker) reads its own shards through ``IterableDataset.shard`` -- or, with fewer shards than readers, every
 reader reads all of them and keeps every ``readers``-th sample -- so DDP processes and workers read disjoint
 parts and validation scores every sample once. A split's length (the steps of an epoch) is the dataset
-info's ``num_examples``; for a local parquet folder it is read from the parquet footers. A stream whose
-length is known neither way is refused with the reason (the cached ``hf:NAME`` knows its length).
+info's ``num_examples``; for a local parquet folder it is read from the parquet footers; the recipe's
+``train_num_samples`` / ``val_num_samples`` give it by hand (timm's ``--train-num-samples``). A stream whose
+length is known no way is refused with the reason.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from PIL import Image
 
 from spmkit.data.decode import decode_image
 from spmkit.data.hf import _datasets, columns, split_name
-from spmkit.data.stream import Raw, StreamDataset
+from spmkit.data.stream import Raw, StreamDataset, planned_length
 from spmkit.data.unreadable import Policy
 from spmkit.errors import DataError
 
@@ -109,10 +110,15 @@ def _need_features(data: Any, spec: str) -> None:
 
 
 class HFStreamDataset(StreamDataset):
-    """One split of a streamed Hugging Face dataset (see ``spmkit.data.stream`` for order, DDP and resume)."""
+    """One split of a streamed Hugging Face dataset (see ``spmkit.data.stream`` for order, DDP and resume).
+
+    ``num_samples`` (``train_num_samples`` / ``val_num_samples``) is the split's length given by hand; it
+    replaces the dataset info's. ``need_length=False`` (a reader that counts by reading, ``data check``)
+    accepts a stream of unknown length."""
 
     def __init__(self, splits: Any, split: str, spec: str, transform: Callable[[Image.Image], Any] | None = None,
-                 unreadable: Policy = "substitute") -> None:
+                 unreadable: Policy = "substitute", num_samples: int | None = None,
+                 need_length: bool = True) -> None:
         ds = _datasets()
         key = split_name(splits, split, spec)
         data = splits[key]
@@ -123,13 +129,17 @@ class HFStreamDataset(StreamDataset):
         n = int(getattr(data, "num_shards", None) or getattr(data, "n_shards", 1) or 1)
         self.parts = n if n > 1 and hasattr(data, "shard") else 1  # capability probe: IterableDataset.shard
         self.data = data
-        count = split_length(splits, key, spec)
-        if count is None:
+        where, option = f"{spec} [{key}]", f"{split}_num_samples"
+        count = planned_length(split_length(splits, key, spec), num_samples, where, option)
+        if count is None and need_length:
             raise DataError(
-                f"{spec} [{key}] does not say how many samples it has (its dataset info gives no num_examples), "
-                f"so the steps of an epoch and each process's share are not defined. Use hf:NAME (the cached "
-                f"copy, whose length is known) or download its parquet files and give hf-stream:FOLDER.")
-        super().__init__([None] * self.parts, f"{spec} [{key}]", transform, unreadable, count=count)
+                f"{where} does not say how many samples it has (its dataset info gives no num_examples), "
+                f"so the steps of an epoch and each process's share are not defined. Give it by hand with "
+                f"--set {option}=N (a recipe field; validation still scores every sample it reads), use "
+                f"hf:NAME (the cached copy, whose length is known) or download its parquet files and give "
+                f"hf-stream:FOLDER.")
+        super().__init__([None] * self.parts, where, transform, unreadable, count=count or 0,
+                         length_option=option if num_samples is not None else None)
 
     def raw_samples(self, shard: int) -> Iterator[Raw]:
         part = self.data.shard(num_shards=self.parts, index=shard, contiguous=True) if self.parts > 1 else self.data

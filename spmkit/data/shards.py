@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 from PIL import Image
 
 from spmkit.data.decode import IMAGE_SUFFIXES, decode_image
-from spmkit.data.stream import Raw, StreamDataset
+from spmkit.data.stream import Raw, StreamDataset, planned_length
 from spmkit.data.unreadable import Policy
 from spmkit.errors import DataError
 
@@ -104,15 +104,22 @@ def split_entry(manifest: dict[str, Any], root: Path, split: str) -> dict[str, A
 
 
 class ShardDataset(StreamDataset):
-    """One split of a shard folder as a stream (see ``spmkit.data.stream`` for order, DDP and resume)."""
+    """One split of a shard folder as a stream (see ``spmkit.data.stream`` for order, DDP and resume).
+
+    Every shard's count is known (the manifest or the scan); ``num_samples`` (the recipe's
+    ``train_num_samples`` / ``val_num_samples``) replaces their sum as the split's length, as timm's does."""
 
     def __init__(self, root: str | Path, split: str, manifest: dict[str, Any],
-                 transform: Callable[[Image.Image], Any] | None = None, unreadable: Policy = "substitute") -> None:
+                 transform: Callable[[Image.Image], Any] | None = None, unreadable: Policy = "substitute",
+                 num_samples: int | None = None) -> None:
         self.root = Path(root)
         entry = split_entry(manifest, self.root, split)
         self.files = [str(self.root / s["file"]) for s in entry["shards"]]
-        super().__init__([int(s["count"]) for s in entry["shards"]], f"{self.root}/{split}-*.tar", transform,
-                         unreadable)
+        counts = [int(s["count"]) for s in entry["shards"]]
+        where, option = f"{self.root}/{split}-*.tar", f"{split}_num_samples"
+        super().__init__(counts, where, transform, unreadable,
+                         count=planned_length(sum(counts), num_samples, where, option),
+                         length_option=option if num_samples is not None else None)
 
     def raw_samples(self, shard: int) -> Iterator[Raw]:
         try:

@@ -12,6 +12,7 @@ map-style.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +21,8 @@ from torch.utils.data import Dataset
 
 from spmkit.data.unreadable import Policy
 from spmkit.errors import DataError
+
+log = logging.getLogger("spmkit.data")
 
 Kind = str  # "folder" | "shards" | "hf" | "hf-stream"
 
@@ -100,8 +103,24 @@ class DataSource:
         return class_names(self.splits, self.spec)
 
     def dataset(self, split: str, classes: list[str], transform: Callable[[Image.Image], Any] | None,
-                unreadable: Policy) -> Dataset:
-        """The split as items ``(image, target, n_skipped)``; targets index ``classes``."""
+                unreadable: Policy, num_samples: int | None = None, need_length: bool = True) -> Dataset:
+        """The split as items ``(image, target, n_skipped)``; targets index ``classes``.
+
+        ``num_samples`` (the recipe's ``train_num_samples`` / ``val_num_samples``) is the split's length given
+        by hand for a stream (shards, ``hf-stream:``); map-style data knows its length, and a different
+        ``num_samples`` is logged and not used. ``need_length=False``: a stream of unknown length is
+        accepted (for readers that count by reading)."""
+        ds = self._dataset(split, classes, transform, unreadable, num_samples, need_length)
+        from spmkit.data.stream import StreamDataset
+
+        if num_samples is not None and not isinstance(ds, StreamDataset) and num_samples != len(ds):
+            log.warning("%s [%s]: %s_num_samples=%d is not used: it gives the length of streamed data (shards, "
+                        "hf-stream:), and this split's is known (%d samples)", self.spec, split, split,
+                        num_samples, len(ds))
+        return ds
+
+    def _dataset(self, split: str, classes: list[str], transform: Callable[[Image.Image], Any] | None,
+                 unreadable: Policy, num_samples: int | None, need_length: bool) -> Dataset:
         if self.kind == "folder":
             from spmkit.data.imagenet import ImageFolderDataset
 
@@ -113,11 +132,13 @@ class DataSource:
         if self.kind == "shards":
             from spmkit.data.shards import ShardDataset
 
-            return ShardDataset(self.spec, split, self.manifest, transform=transform, unreadable=unreadable)
+            return ShardDataset(self.spec, split, self.manifest, transform=transform, unreadable=unreadable,
+                                num_samples=num_samples)
         if self.kind == "hf-stream":
             from spmkit.data.hf_stream import HFStreamDataset
 
-            return HFStreamDataset(self.splits, split, self.spec, transform=transform, unreadable=unreadable)
+            return HFStreamDataset(self.splits, split, self.spec, transform=transform, unreadable=unreadable,
+                                   num_samples=num_samples, need_length=need_length)
         from spmkit.data.hf import HFImageDataset
 
         return HFImageDataset(self.splits, split, self.spec, transform=transform, unreadable=unreadable)

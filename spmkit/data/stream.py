@@ -19,6 +19,10 @@ every reader -- one *slot* per (process, loader worker) -- takes its part of the
   of the next batch). That is exact when the process and worker counts are those of the interrupted run
   and no sample was unreadable; an unreadable sample before the resume point shifts the rest of its slot
   by one sample. Random augmentations of the continued part are drawn afresh, as for folders.
+* **Length** (``len()``, the steps of an epoch): the split's own count, or the one given by hand
+  (``train_num_samples`` / ``val_num_samples``, :func:`planned_length`), as timm's ``--train-num-samples``.
+  A given count only sizes training epochs and progress: evaluation still reads the whole split and counts
+  what it read (:func:`note_read` logs once when that differs from the length).
 """
 
 from __future__ import annotations
@@ -37,6 +41,32 @@ log = logging.getLogger("spmkit.data")
 
 #: a raw sample: (key, encoded payload for ``decode``, class index or -1 when unknown)
 Raw = tuple[str, Any, int]
+
+
+def planned_length(known: int | None, given: int | None, where: str, option: str) -> int | None:
+    """The length a stream plans with: ``given`` (the recipe's ``option``) when set, logged when it differs
+    from the split's own count ``known``; else ``known`` (``None``: unknown, the caller refuses)."""
+    if given is None:
+        return known
+    if known is not None and known != given:
+        log.warning("%s: %s=%d sizes the epoch (the data says %d samples); evaluation still reads the whole "
+                    "split and counts what it reads", where, option, given, known)
+    return int(given)
+
+
+def note_read(dataset: Any, read: int) -> None:
+    """Log once per dataset when a stream's evaluation read ``read`` samples (scored + unreadable, over all
+    processes) but its length says otherwise (a wrong ``val_num_samples`` or dataset info)."""
+    for _ in range(4):  # through loader wrappers (CatchInWorkerStream, ...)
+        if isinstance(dataset, StreamDataset) or dataset is None:
+            break
+        dataset = getattr(dataset, "dataset", None)
+    if not isinstance(dataset, StreamDataset) or read == dataset.count or dataset._read_noted:
+        return
+    dataset._read_noted = True
+    log.warning("%s: evaluation read %d samples, not the %d its length says%s; the metrics count the %d read",
+                dataset.where, read, dataset.count,
+                f" ({dataset.length_option}={dataset.count})" if dataset.length_option else "", read)
 
 
 def buffer_shuffle(items: Iterator[Raw], size: int, rng: random.Random) -> Iterator[Raw]:
@@ -64,9 +94,11 @@ class StreamDataset(IterableDataset):
     shuffle_buffer = 512
 
     def __init__(self, shard_counts: list[int | None], where: str, transform: Callable[[Image.Image], Any] | None,
-                 unreadable: Policy, count: int | None = None) -> None:
+                 unreadable: Policy, count: int | None = None, length_option: str | None = None) -> None:
         self.shard_counts = list(shard_counts)  # None: a shard of unknown length (then ``count`` gives the total)
         self.count = sum(self.shard_counts) if count is None else int(count)  # type: ignore[arg-type]
+        self.length_option = length_option  # the recipe field that gave ``count`` by hand, if one did
+        self._read_noted = False
         self.where = where
         self.transform = transform
         self.unreadable: Policy = unreadable

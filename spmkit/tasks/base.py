@@ -42,7 +42,9 @@ Rules a task must keep:
   afterwards, so ``training_loss`` / ``evaluate`` must only call it (``model(x)``) or use attributes
   through :func:`unwrap`.
 - ``training_loss`` returns a scalar loss (the engine divides by ``accum_steps`` and calls backward) and a
-  dict of float scalars (the same keys every batch) averaged over the epoch and logged as ``train_<name>``.
+  dict of scalars (the same keys every batch) averaged over the epoch and logged as ``train_<name>``: 0-dim
+  tensors, left on the device (``spmkit.train.scalars`` sums them there), or floats. It should not read the
+  device (``.item()``, ``float(t)``, ``if t:``, boolean-mask indexing): that waits for the GPU every step.
 - ``evaluate`` runs on **every** process with a loader whose sampler gives each process a disjoint shard
   (no padding, no duplicates). The task combines shards itself with ``ctx.all_reduce_sum`` (counts) or
   ``ctx.all_gather_object`` (predictions, e.g. for COCO evaluation), and returns the same ``dict[str,
@@ -233,7 +235,7 @@ class Task(ABC):
 
     @abstractmethod
     def training_loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        """Forward a training batch; return the scalar loss and extra float scalars to log."""
+        """Forward a training batch; return the scalar loss and extra scalars to log (0-dim tensors or floats)."""
 
     def batch_size_of(self, batch: Any) -> int:
         """Number of images in a batch (for images/s); the first tensor's first dimension by default."""

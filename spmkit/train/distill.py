@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from spmkit.train.hooks import Hook
+from spmkit.train.hooks import Hook, log_step_due
 from spmkit.train.teacher import Teacher, TeacherError, load_teacher
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class DistillLoss:
         teacher_logits = self.teacher(rec.inputs.detach())
         d = distill_loss(rec.outputs, teacher_logits, self.kind, self.tau)
         loss = (1.0 - self.alpha) * task_loss + self.alpha * d
-        return loss, {**scalars, "task_loss": float(task_loss.detach()), "distill_loss": float(d.detach())}
+        return loss, {**scalars, "task_loss": task_loss.detach(), "distill_loss": d.detach()}  # on the device
 
 
 def _student_config(t: "Training") -> dict[str, Any]:
@@ -138,8 +138,9 @@ class DistillHook(Hook):
         return float(value) if value is not None else None
 
     def after_update(self, loop: "TrainLoop", step_row: dict[str, Any]) -> None:
+        """``distill_loss`` in the step rows that show the loss (reading it waits for the device)."""
         value = loop.stepper.scalars.get("distill_loss")
-        if value is not None:
+        if value is not None and log_step_due(loop):
             step_row["distill_loss"] = float(value)
 
 

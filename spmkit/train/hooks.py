@@ -46,6 +46,14 @@ class EmaHook(Hook):
         loop.t.ema.update(loop.t.model, step=loop.t.progress.step)
 
 
+def log_step_due(loop: "TrainLoop") -> bool:
+    """Whether this optimizer step is logged in full (every ``log_every_steps``, the first step and each
+    epoch's last): the steps at which device values are read, so that the others need no host sync."""
+    t, m, step = loop.t, loop.meter, loop.t.progress.step
+    assert m is not None
+    return step % t.recipe.log_every_steps == 0 or m.batch == t.batches or step == 1
+
+
 class StepReportHook(Hook):
     """Step lines: the console / train.log every ``log_every_steps`` (and the first and last step of an
     epoch, with a NaN check across processes there), steps.jsonl every step."""
@@ -53,7 +61,7 @@ class StepReportHook(Hook):
     def after_update(self, loop: "TrainLoop", step_row: dict[str, Any]) -> None:
         t, m, step = loop.t, loop.meter, loop.t.progress.step
         assert m is not None
-        if step % t.recipe.log_every_steps == 0 or m.batch == t.batches or step == 1:
+        if log_step_due(loop):
             loop.guard.check(t.ctx, m.epoch + 1)
             m.shown_loss = float(m.last_loss)
             step_row["loss"] = m.shown_loss

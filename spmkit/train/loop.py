@@ -22,6 +22,7 @@ import torch
 
 from spmkit.io.checkpoint import save_checkpoint
 from spmkit.train.finite import FiniteGuard
+from spmkit.train.scalars import add_scalars, scalar_means
 from spmkit.train.step import TrainStep
 from spmkit.train.setup import Training
 
@@ -44,7 +45,7 @@ class EpochMeter:
     shown_loss: float = float("nan")  # the loss of the last logged step
     data_time: float = 0.0  # seconds waiting for batches since the last log line
     data_batches: int = 0
-    scalar_sums: dict[str, float] = field(default_factory=dict)
+    scalar_sums: dict[str, torch.Tensor] = field(default_factory=dict)  # on the device, see add_scalars
 
     @property
     def elapsed(self) -> float:
@@ -132,8 +133,7 @@ class TrainLoop:
             at_update = (m.batch + 1) % accum == 0
             loss = self.stepper(batch, at_update)
             self.guard.observe(loss, self.stepper.step if at_update else self.stepper.step + 1)
-            for k, v in self.stepper.scalars.items():
-                m.scalar_sums[k] = m.scalar_sums.get(k, 0.0) + float(v)
+            add_scalars(m.scalar_sums, self.stepper.scalars)
             m.loss_acc += loss.double()
             m.last_loss = loss
             p.loss_count += 1
@@ -164,8 +164,7 @@ class TrainLoop:
         p.loss_sum, p.loss_count = 0.0, 0
         if m.scalar_sums:  # the task's extra scalars, averaged over this process's batches and the processes
             names = sorted(m.scalar_sums)
-            s = torch.tensor([m.scalar_sums[k] / max(m.batches_run, 1) for k in names], dtype=torch.float64,
-                             device=t.ctx.device)
+            s = scalar_means(m.scalar_sums, names, m.batches_run, t.ctx.device)
             t.ctx.all_reduce_sum(s)
             row.update({f"train_{k}": float(v) / t.ctx.world_size for k, v in zip(names, s)})
         row.update(t.task.end_of_epoch(t.ctx))

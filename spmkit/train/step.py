@@ -35,7 +35,7 @@ class TrainStep:
         self.recipe, self.ctx, self.step = recipe, ctx, step
         self.loss_fn: Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, float]]] = task.training_loss
         #: the task's extra scalars of the last batch (``training_loss``'s second value)
-        self.scalars: dict[str, float] = {}
+        self.scalars: dict[str, float | torch.Tensor] = {}  # device tensors: read only when logged
 
     def __call__(self, batch: Any, at_update: bool) -> torch.Tensor:
         """Run one batch; returns its detached loss (a device tensor)."""

@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from spmkit.data.sources import DataSource, open_source
+from spmkit.data.stream import note_read
 from spmkit.data.posterize import patch_posterize
 from spmkit.data.unreadable import LeaveOutCollate
 from spmkit.tasks.classification.device_pipeline import DeviceErasing, normalize_uint8, use_device_pipeline
@@ -44,6 +45,13 @@ class ClassificationRecipe(TrainRecipe):
     scale: tuple[float, float] = (0.08, 1.0)
     hflip: float = Field(0.5, ge=0, le=1)
     crop_pct: float | None = Field(None, gt=0, le=1)
+    train_num_samples: int | None = Field(
+        None, ge=1, le=2**40, description="the train split's length for streamed data (shards, hf-stream:) as "
+        "timm's --train-num-samples: sizes the epoch (ceil(N / processes) // batch_size steps); needed for a "
+        "stream whose dataset info gives no num_examples; None -> the data's own count")
+    val_num_samples: int | None = Field(
+        None, ge=1, le=2**40, description="the val split's length for streamed data (timm's --val-num-samples): "
+        "sizes progress only, evaluation still scores every sample it reads; None -> the data's own count")
     prefetch: Literal["auto", "on", "off"] = Field(
         "auto", description="device-side input pipeline: uint8 batches copied pinned and non-blocking, "
                             "normalisation and random erasing on the device; auto -> on for CUDA")
@@ -229,7 +237,8 @@ class ClassificationTask(Task):
         else:
             tf = self.eval_transform(model, uint8=on_device)
         return self.source(data_dir).dataset(split, info["classes"], tf,
-                                             "substitute" if split == "train" else "leave_out")
+                                             "substitute" if split == "train" else "leave_out",
+                                             num_samples=r.train_num_samples if split == "train" else r.val_num_samples)
 
     def collate_fn(self, split: Split):
         """Batches ``(images, targets, skipped)``: ``skipped`` counts the batch's unreadable images (left
@@ -350,6 +359,8 @@ class ClassificationTask(Task):
             totals[2] += hit[:, :1].sum()
             totals[3] += hit.sum()
         ctx.all_reduce_sum(totals)
+        if getattr(ctx, "is_main", True):  # a stream's given (or published) length that it did not yield: said once
+            note_read(loader.dataset, int(totals[0] + totals[4]))
         n = max(float(totals[0]), 1.0)
         return {
             "top1": 100.0 * float(totals[2]) / n,

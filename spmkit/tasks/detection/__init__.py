@@ -171,7 +171,7 @@ class DetectionTask(Task):
         self._skips.add(batch)
         losses = model(images, targets)
         loss = sum(losses.values())
-        return loss, {k: float(v.detach()) for k, v in losses.items()}
+        return loss, {k: v.detach() for k, v in losses.items()}  # on the device: summed there per epoch
 
     def batch_size_of(self, batch: Any) -> int:
         return len(batch[0])

@@ -21,6 +21,7 @@ from spmkit.data.segmentation_transforms import (
     collate_segmentation,
 )
 from spmkit.tasks.segmentation.inference import infer_logits
+from spmkit.tasks.segmentation.label_watch import LabelWatch
 from spmkit.tasks.segmentation.metrics import ConfusionMatrix
 from spmkit.tasks.segmentation.model import Segmentor
 from spmkit.tasks.recipe import TrainRecipe
@@ -111,7 +112,7 @@ class SegmentationTask(Task):
     def __init__(self, recipe: SegmentationRecipe) -> None:
         super().__init__(recipe)
         self._skips = SkipCount()
-        self._all_ignored: int | None = None  # pixels of the first batch whose labels were all ignored
+        self._labels = LabelWatch(IGNORE_INDEX)  # too-high and all-ignored labels, watched on the device
 
     def data_info(self, data_dir: Path) -> dict[str, Any]:
         return self._info(ADE20K(data_dir, "train"))
@@ -170,24 +171,17 @@ class SegmentationTask(Task):
 
     # -- training -------------------------------------------------------------------------------
     def training_loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        """Cross-entropy over the labelled pixels; no device -> host sync (see ``label_watch``): a batch with a
+        label >= num_classes gets a NaN loss, which stops the run with :meth:`nonfinite_loss_cause`."""
         images, labels = batch[0], batch[1]
         self._skips.add(batch)
         logits = model(images)
-        n = unwrap(model).num_classes
-        valid = labels[labels != IGNORE_INDEX]
-        if valid.numel() and int(valid.max()) >= n:
-            raise DataError(f"a training label is >= num_classes ({n}); check num_classes and the annotations.")
-        if not valid.numel() and self._all_ignored is None:  # cross-entropy over zero pixels is 0/0 = NaN
-            self._all_ignored = labels.numel()
+        labels, too_high = self._labels(labels, unwrap(model).num_classes)
         loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX)
-        return loss, {}
+        return torch.where(too_high, torch.full_like(loss, float("nan")), loss), {}
 
     def nonfinite_loss_cause(self) -> str | None:
-        if self._all_ignored is None:
-            return None
-        return (f"every label pixel of a training batch ({self._all_ignored} pixels) is the ignore index "
-                f"{IGNORE_INDEX}, so the loss averages over zero pixels: check the label maps (with "
-                f"reduce_zero_label, class 0 becomes {IGNORE_INDEX}) and crop_size / cat_max_ratio")
+        return self._labels.cause()
 
     # -- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()
