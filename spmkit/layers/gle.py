@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spmkit.layers.depthwise import DepthwiseConv2d
+
 #: the paper's defaults, shared by every merging layer built on GLE (``spm``, ``gle_only``)
 GLE_HEADS = 8
 GLE_GUIDE_KERNEL = 7
@@ -97,7 +99,7 @@ class GuidedLocalEnhancement(nn.Module):
         self.gtg = nn.Sequential(  # guide token generator
             nn.BatchNorm2d(dim, **f),
             nn.GELU(),
-            nn.Conv2d(dim, dim, guide_kernel, stride=window, padding=guide_kernel // 2, groups=dim, **f),
+            DepthwiseConv2d(dim, dim, guide_kernel, stride=window, padding=guide_kernel // 2, groups=dim, **f),
         )
         self.attn = GuideAttention(dim, num_heads, **f)
         self.norm0 = nn.LayerNorm(dim, **f)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spmkit.layers.depthwise import DepthwiseConv2d
 from spmkit.layers.tokens import cat_prefix_tokens, split_prefix_tokens
 
 torch.fx.wrap("cat_prefix_tokens")  # opaque to FX symbolic tracing (see spmkit/layers/tokens.py)
@@ -34,7 +35,8 @@ class Mlp(nn.Module):
         self.fc1 = nn.Linear(in_features, hidden_features, **dd)
         self.relu = nn.ReLU() if extra_relu else nn.Identity()
         self.dwconv = (
-            nn.Conv2d(hidden_features, hidden_features, 3, 1, 1, groups=hidden_features, **dd) if dwconv else None
+            DepthwiseConv2d(hidden_features, hidden_features, 3, 1, 1, groups=hidden_features, **dd) if dwconv
+            else None
         )
         self.act = act_layer()
         self.drop1 = nn.Dropout(drop)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spmkit.layers.depthwise import DepthwiseConv2d
 from spmkit.layers.init import init_conv_fan_out
 
 #: the paper's defaults, shared by every merging layer built on MSA (``spm``, ``msa_only``)
@@ -70,7 +71,7 @@ class MultiScaleAggregation(nn.Module):
         self.num_kernels = n
         self.local_dim = in_dim // n
         for k in kernel_sizes:
-            conv = nn.Conv2d(self.local_dim, self.local_dim, k, padding=k // 2, groups=self.local_dim, **f)
+            conv = DepthwiseConv2d(self.local_dim, self.local_dim, k, padding=k // 2, groups=self.local_dim, **f)
             setattr(self, f"local_conv_{k}", conv)
         hidden = in_dim * expand_ratio
         self.proj = nn.Sequential(

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spmkit.layers.depthwise import DepthwiseConv2d
 from spmkit.layers.heads import merge_heads
 from spmkit.layers.tokens import nchw_to_tokens, tokens_to_nchw
 from spmkit.registry import MIXERS
@@ -92,7 +93,7 @@ class GLMix(nn.Module):
         if local_kernel:
             self.feature_conv = nn.Sequential(
                 nn.Conv2d(dim, dim, 1, **dd),
-                nn.Conv2d(dim, dim, local_kernel, padding=local_kernel // 2, groups=dim, **dd),
+                DepthwiseConv2d(dim, dim, local_kernel, padding=local_kernel // 2, groups=dim, **dd),
                 nn.Conv2d(dim, dim, 1, **dd),
             )
         else:

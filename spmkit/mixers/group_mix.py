@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spmkit.layers.depthwise import DepthwiseConv2d
 from spmkit.layers.separable_conv import SeparableConv2d
 from spmkit.layers.tokens import nchw_to_tokens, tokens_to_nchw
 from spmkit.registry import MIXERS
@@ -63,7 +64,7 @@ class ConvRelPosEnc(nn.Module):
         super().__init__()
         self.channel_splits = [hs * head_dim for hs in head_splits]
         self.conv_list = nn.ModuleList(
-            nn.Conv2d(c, c, k, padding=k // 2, groups=c, device=device, dtype=dtype)
+            DepthwiseConv2d(c, c, k, padding=k // 2, groups=c, device=device, dtype=dtype)
             for k, c in zip(windows, self.channel_splits)
         )
 
