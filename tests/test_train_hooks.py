@@ -83,3 +83,23 @@ def test_stop_writes_last_at_that_step_and_resume_matches(tmp_path: Path) -> Non
     assert [s["lr"] for s in b] == [s["lr"] for s in a]
     rows = [json.loads(ln) for ln in (stopped / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
+
+
+def test_best_and_epoch_files_are_copies_of_that_epochs_last(tmp_path: Path) -> None:
+    """best.pt / epoch_NNNN.pt are byte copies of the epoch's last.pt (one serialisation per epoch), separate
+    files (writing into one in place leaves the others), and load as checkpoints of that epoch."""
+    import os
+
+    from spmkit.io.checkpoint import load_checkpoint
+
+    data = make_imagefolder(tmp_path / "data", classes=3, train_per_class=4, val_per_class=2)
+    cfg = _cfg(data, tmp_path / "run")
+    cfg.overrides = [*cfg.overrides, "epochs=1", "save_every_epochs=1"]
+    train(cfg)
+    run = tmp_path / "run"
+    last, best, kept = run / "last.pt", run / "best.pt", run / "epoch_0001.pt"
+    assert best.read_bytes() == last.read_bytes() == kept.read_bytes()
+    assert len({os.stat(p).st_ino for p in (last, best, kept)}) == 3
+    assert load_checkpoint(best)["epoch"] == 1 and load_checkpoint(kept)["epoch"] == 1
+    best.write_bytes(b"user's own file")
+    assert load_checkpoint(last)["epoch"] == 1

@@ -82,6 +82,15 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
     write_atomic(path, lambda f: torch.save(obj, f), suffix=".pt")
 
 
+def copy_atomic(src: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Replace ``path`` by a copy of the file ``src`` atomically (a byte copy: no second serialisation; a
+    copy, not a hard link, so writing into one file in place never changes the other)."""
+    import shutil
+
+    with open(src, "rb") as source:
+        write_atomic(path, lambda f: shutil.copyfileobj(source, f, 1 << 20), suffix=".pt")
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Replace ``path`` by ``text`` (UTF-8) atomically."""
     data = text.encode("utf-8")

@@ -13,6 +13,7 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from spmkit.train import preemption
+from spmkit.io.atomic import copy_atomic
 from spmkit.io.checkpoint import save_checkpoint
 from spmkit.train.retention import checkpoint_listing, epoch_checkpoint, prune_epoch_checkpoints
 
@@ -183,12 +184,12 @@ class CheckpointHook(Hook):
         t, epoch = loop.t, loop.t.progress.epoch
         st = t.checkpoint_state(epoch, 0, row)
         save_checkpoint(st, t.run.last)
-        if self.best.is_best:
-            save_checkpoint(st, t.run.best)
+        if self.best.is_best:  # the same state: copy the file's bytes (no second checksum and pickling)
+            copy_atomic(t.run.last, t.run.best)
         r = t.recipe
         if r.save_every_epochs or r.keep_last:
             if epoch % (r.save_every_epochs or 1) == 0:
-                save_checkpoint(st, epoch_checkpoint(t.run.path, epoch))
+                copy_atomic(t.run.last, epoch_checkpoint(t.run.path, epoch))
             for old in prune_epoch_checkpoints(t.run.path, r.keep_last):
                 t.rep.message(f"removed {old.name} (keep_last {r.keep_last})", level="info")
 
