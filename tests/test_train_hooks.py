@@ -103,3 +103,33 @@ def test_best_and_epoch_files_are_copies_of_that_epochs_last(tmp_path: Path) -> 
     assert load_checkpoint(best)["epoch"] == 1 and load_checkpoint(kept)["epoch"] == 1
     best.write_bytes(b"user's own file")
     assert load_checkpoint(last)["epoch"] == 1
+
+
+def test_next_epoch_started_before_evaluation_changes_nothing_but_timing(tmp_path: Path, monkeypatch) -> None:
+    """With persistent workers the next epoch's batches are started before the epoch is evaluated and saved;
+    the losses (augmentations from the worker seeds, dropout from the main generator) equal those of the
+    same run that starts each epoch's loader afterwards."""
+    from spmkit.train.loop import TrainLoop
+
+    data = make_imagefolder(tmp_path / "data", classes=3, train_per_class=4, val_per_class=2)
+
+    class Seen(Hook):
+        def __init__(self) -> None:
+            self.started: list[bool] = []
+
+        def after_epoch(self, loop, row) -> None:
+            self.started.append(loop._next_pass is not None)
+
+    def run(out: Path) -> tuple[list[float], list[bool]]:
+        cfg = _cfg(data, out)
+        cfg.overrides = [*cfg.overrides, "epochs=3", "workers=1", "reprob=0.5", "mixup=0.5"]
+        seen = Seen()
+        train(cfg, hooks=[seen])
+        return [s["loss"] for s in _steps(out)], seen.started
+
+    early, started = run(tmp_path / "early")
+    assert started == [True, True, False]  # no pass is started after the last epoch
+    monkeypatch.setattr(TrainLoop, "_prefetch_next_epoch", lambda self, epoch: None)
+    late, started = run(tmp_path / "late")
+    assert started == [False, False, False]
+    assert len(early) == 9 and early == late

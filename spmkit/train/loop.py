@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 
@@ -65,6 +65,7 @@ class TrainLoop:
         self.meter: EpochMeter | None = None
         self.stop_reason: str | None = None
         self.total_steps = t.updates_per_epoch * t.recipe.epochs
+        self._next_pass: tuple[int, Iterator[Any]] | None = None  # the next epoch's batches, started early
 
     # -- for hooks ------------------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
@@ -113,17 +114,35 @@ class TrainLoop:
         t.run.close()
         return self.rows if t.ctx.is_main else []
 
-    def _train_epoch(self, epoch: int) -> None:
+    def _start_pass(self, epoch: int) -> Iterator[Any]:
+        """The training batches of ``epoch`` from ``progress.batch_in_epoch`` on: sampler and seeds set, then
+        the loader's iterator (its workers start decoding at once)."""
         t, p = self.t, self.t.progress
-        t.train_model.train()
         t.train_sampler.set_epoch(epoch)
         t.train_sampler.set_start(p.batch_in_epoch * t.recipe.batch_size)
         torch.manual_seed(t.recipe.seed + t.ctx.rank + 1009 * epoch + 7919 * p.step)  # worker seeds of this pass
+        return iter(t.train_loader)
+
+    def _prefetch_next_epoch(self, epoch: int) -> None:
+        """Start epoch ``epoch + 1``'s batches before ``epoch`` is evaluated and saved, so its persistent
+        workers decode while the CPU would otherwise wait (evaluation, checkpoint writes). The same seeds as
+        when started later: nothing between here and the next epoch draws from the main torch generator
+        (evaluation is deterministic; persistent loaders have private generators)."""
+        t = self.t
+        if (epoch + 1 >= t.recipe.epochs or self.stop_reason is not None
+                or not getattr(t.train_loader, "persistent_workers", False)):
+            return
+        self._next_pass = (epoch + 1, self._start_pass(epoch + 1))
+
+    def _train_epoch(self, epoch: int) -> None:
+        t, p = self.t, self.t.progress
+        t.train_model.train()
+        ready, self._next_pass = self._next_pass, None
+        it = ready[1] if ready is not None and ready[0] == epoch else self._start_pass(epoch)
         t.rep.start_epoch(epoch + 1, t.recipe.epochs, t.batches, p.batch_in_epoch)
         m = self.meter = EpochMeter(epoch, p.batch_in_epoch, batch=p.batch_in_epoch,
                                     loss_acc=torch.tensor(p.loss_sum, dtype=torch.float64, device=t.ctx.device))
         self._call("before_epoch")
-        it = iter(t.train_loader)
         accum = t.recipe.accum_steps
         while m.batch < t.batches:
             t_data = time.perf_counter()
@@ -169,5 +188,6 @@ class TrainLoop:
             row.update({f"train_{k}": float(v) / t.ctx.world_size for k, v in zip(names, s)})
         row.update(t.task.end_of_epoch(t.ctx))
         p.epoch = epoch + 1
+        self._prefetch_next_epoch(epoch)
         self._call("after_epoch", row)
         return row
