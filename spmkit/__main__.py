@@ -1,3 +1,3 @@
-from spmkit.cli.app import main
+from spmkit.cli.app import run
 
-main()
+run()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 from spmkit.train.preemption import install_early
 
@@ -92,6 +92,19 @@ def _flags_take_no_value() -> None:
 
 _register_commands()
 _flags_take_no_value()
+
+
+def run() -> NoReturn:
+    """The ``spmkit`` command (console script and ``python -m spmkit``): :func:`main`, then a fast exit
+    (:mod:`spmkit.cli.fast_exit`)."""
+    from spmkit.cli.fast_exit import exit_code, exit_now
+
+    code = 0
+    try:
+        main()
+    except SystemExit as done:
+        code = exit_code(done.code)
+    exit_now(code)  # outside the ``except``: the exception's frames (and the loaders they hold) are released
 
 
 def main() -> None:
