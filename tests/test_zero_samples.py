@@ -78,6 +78,11 @@ def test_train_stops_before_writing_metrics_or_best(workers: str, tmp_path: Path
     assert not (run / "best.pt").exists()
     metrics = run / "metrics.jsonl"
     assert not metrics.exists() or "top1" not in metrics.read_text()
+    import multiprocessing
+
+    # the failed run's persistent loader workers (they ignore SIGTERM) ended with it, not at some later
+    # garbage collection: left over, they would hold up the interpreter's exit
+    assert not [p for p in multiprocessing.active_children() if p.daemon]
 
 
 @pytest.mark.parametrize("task", ["detection", "segmentation"])

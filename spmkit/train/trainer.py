@@ -124,4 +124,10 @@ def _run(cfg: TrainConfig, ctx: DistContext, rep: Reporter, run: RunDir, resume_
 
     t = build_training(cfg, ctx, rep, run, resume_path)
     hooks = default_hooks(ctx.is_main, ema=t.ema is not None, fault_step=int(os.environ.get(FAULT_ENV, "0") or 0))
-    return TrainLoop(t, [*distill_hooks(t), *hooks, *extra]).run()  # distillation first: it adds to steps.jsonl
+    try:
+        return TrainLoop(t, [*distill_hooks(t), *hooks, *extra]).run()  # distillation first: adds to steps.jsonl
+    finally:  # loader workers end with the run, also a failed one (they would outlive it otherwise)
+        for loader in (t.train_loader, t.val_loader):
+            close = getattr(loader, "close", None)
+            if callable(close):
+                close()

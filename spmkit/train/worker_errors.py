@@ -133,7 +133,22 @@ class SafeLoader(DataLoader):
         super().__init__(wrapped, *args, collate_fn=CatchCollate(collate_fn), **kwargs)
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
-        for batch in super().__iter__():
-            if isinstance(batch, WorkerFailure):
-                raise batch.exception()
-            yield batch
+        """The loader's iterator is made here, not at the first ``next``: its workers start at once (the
+        training loop starts the next epoch's batches before evaluating the current one)."""
+        return _raise_failures(super().__iter__())
+
+    def close(self) -> None:
+        """Shut down persistent workers now (they ignore SIGTERM, see ``spmkit.train.preemption``, so left to
+        the garbage collector they could outlive a failed run and hold up the interpreter's exit)."""
+        it = getattr(self, "_iterator", None)
+        self._iterator = None
+        shutdown = getattr(it, "_shutdown_workers", None)
+        if callable(shutdown):
+            shutdown()
+
+
+def _raise_failures(batches: Iterator[Any]) -> Iterator[Any]:
+    for batch in batches:
+        if isinstance(batch, WorkerFailure):
+            raise batch.exception()
+        yield batch
