@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,33 @@ def test_training_stream_partitions_the_data_per_pass(tmp_path: Path) -> None:
         assert sorted(streams[0][p][1].tolist() + streams[1][p][1].tolist()) == list(range(8))
     assert streams[0][0][1].tolist() != streams[0][1][1].tolist() or \
         streams[1][0][1].tolist() != streams[1][1][1].tolist()  # reshuffled after the first pass
+
+
+@pytest.mark.parametrize("kind", ["files", "shards"])
+def test_gpu_graph_is_well_formed_without_a_gpu(kind: str) -> None:
+    """The GPU pipeline cannot run here, but DALI builds the graph (operator schemas check every argument)
+    when the pipeline is defined: images decoded by the ``mixed`` operator stay on the GPU, labels on the host."""
+    pytest.importorskip("nvidia.dali")
+    from nvidia.dali import fn, pipeline_def, types
+
+    from spmkit.data.dali import DaliInput, EvalCrop, TrainAugment, _eval_graph, _train_graph
+
+    inp = DaliInput("w", "d", 2, files=["a.jpg", "b.jpg"], labels=[0, 1]) if kind == "files" else \
+        DaliInput("w", "d", 2, tars=["train-000000.tar"])
+    devices = []
+    for augment in ("rand-m9-mstd0.5-inc1", None):
+        aug = TrainAugment((32, 32), (0.08, 1.0), 0.5, "bicubic", augment, 0.4)
+
+        @pipeline_def(batch_size=2, num_threads=1, device_id=0, enable_conditionals=True)
+        def pipeline():
+            train = _train_graph(fn, types, inp, aug, gpu=True, rank=0, world=2, reader_seed=1)
+            val = _eval_graph(fn, types, inp, EvalCrop((32, 32), 0.875, "bilinear"), gpu=True, rank=1, world=2)
+            devices.append([node.device for node in (*train, *val)])
+            return (*train, *val)
+
+        with warnings.catch_warnings(record=True):  # DALI's RandAugment uses DALI's deprecated aliases
+            pipeline()  # defined, not built
+    assert devices == [["gpu", "cpu", "gpu", "cpu"]] * 2
 
 
 def test_train_one_epoch_on_a_folder_through_dali(tmp_path: Path, monkeypatch) -> None:
