@@ -211,6 +211,12 @@ def test_train_one_epoch_on_a_folder_through_dali(tmp_path: Path, monkeypatch) -
     assert [b for b in batches if b[0] == "train"] == [("train", (4, 3, 32, 32), torch.uint8)] * 6
     assert sum(b[1][0] for b in batches if b[0] == "val") == 15
     assert "loader: dali" in (run / "recipe.yaml").read_text().splitlines()
+    # its checkpoint evaluates with the torch loader, also where DALI is not installed
+    monkeypatch.setitem(sys.modules, "nvidia.dali", None)
+    res = runner.invoke(app, ["eval", "--checkpoint", str(run / "last.pt"), "--data", str(data), "--json",
+                              "--workers", "0", "--devices", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output.strip().splitlines()[-1])["val_images"] == 15
 
 
 def test_unreadable_jpeg_stops_with_a_data_error(tmp_path: Path) -> None:
