@@ -21,6 +21,13 @@ Steps, in this order (each one is recorded; a failing step does not stop the oth
    counts); pvt_tiny_spm has no timm twin (timm has no PVT v1), so it is compared with
    ``timm:pvt_v2_b1`` (the closest timm model, a context ratio) and with spmkit's ``pvt_tiny`` (the cost
    of SPM over PVT's conv merging).
+5. ``loader``: can the input pipeline keep the device busy? ``spmkit train`` of pvt_tiny at 224 px, batch
+   128, for a fixed number of steps (``--loader-steps`` timed after ``--loader-warmup``) on a generated
+   folder of 224 px JPEGs, with the folder loader, the shard loader (the folder packed by ``spmkit data
+   pack``'s packer) and the DALI loader (``loader=dali``; skipped with the reason when DALI is not
+   installed), each with every ``--loader-workers`` count (DALI: CPU threads): img/s per GPU, beside the
+   model-only ceiling (the same training step on a synthetic batch already on the device). Not limited by
+   ``--budget-s``.
 
 With ``--smoke`` the models are the tiny blueprints and small timm models of the same families at 64 px,
 with few repeats; compiling is skipped (inductor on a CPU takes minutes), and what needs CUDA (allocator
@@ -47,6 +54,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+
+from spmkit.train.hooks import Hook  # noqa: E402
 
 SWIN_REF = "timm:swin_tiny_patch4_window7_224"
 PVT2_REF = "timm:pvt_v2_b1"
@@ -311,6 +320,143 @@ def train_and_eval(run: Run, work: Path, smoke: bool, device: torch.device) -> N
         raise RuntimeError(f"eval top1 {metrics['top1']} differs from the run's {rows[-1]['top1']}")
 
 
+# --------------------------------------------------------------------------------------------- loader
+LOADERS = ("folder", "shards", "dali")
+
+
+class StepClock(Hook):
+    """A training hook: the time between the end of update ``warmup`` and of update ``warmup + steps``
+    (CUDA synchronised at both ends, not in between)."""
+
+    def __init__(self, warmup: int, steps: int, device: torch.device) -> None:
+        self.warmup, self.steps, self.device = warmup, steps, device
+        self.t0: float | None = None
+        self.t1: float | None = None
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def after_update(self, loop, step_row: dict) -> None:
+        if step_row["step"] == self.warmup:
+            self.t0 = self._now()
+        elif step_row["step"] == self.warmup + self.steps:
+            self.t1 = self._now()
+
+
+def _loader_settings(args: argparse.Namespace) -> dict:
+    if args.smoke:
+        return dict(model="tiny_pvt", img=32, batch=args.loader_batch or 4, warmup=args.loader_warmup or 1,
+                    steps=args.loader_steps or 2, workers=args.loader_workers or [1], extra=["img_size=32"])
+    return dict(model="pvt_tiny", img=224, batch=args.loader_batch or 128, warmup=args.loader_warmup or 10,
+                steps=args.loader_steps or 30, workers=args.loader_workers or [4, 8], extra=[])
+
+
+def _timed_run(data: Path, out: Path, s: dict, loader: str, workers: int, device: torch.device) -> float:
+    """``spmkit train`` (in this process, through the library) for one epoch of warmup + steps batches;
+    images per second over the timed steps."""
+    from spmkit.tasks.base import ModelSpec
+    from spmkit.train.reporter import NullReporter
+    from spmkit.train.trainer import TrainConfig, train
+
+    clock = StepClock(s["warmup"], s["steps"], device)
+    overrides = ["epochs=1", f"batch_size={s['batch']}", f"workers={workers}", "warmup_epochs=0",
+                 "log_every_steps=100000", f"loader={'dali' if loader == 'dali' else 'torch'}", *s["extra"]]
+    cfg = TrainConfig(model=ModelSpec(s["model"]), data=data, output=out, overrides=overrides, device=device.type)
+    train(cfg, reporter=NullReporter(), hooks=[clock])
+    if clock.t0 is None or clock.t1 is None:
+        raise RuntimeError(f"{loader}: the run ended before update {s['warmup'] + s['steps']}")
+    return s["steps"] * s["batch"] / (clock.t1 - clock.t0)
+
+
+def _model_only(s: dict, device: torch.device, classes: int) -> float:
+    """The ceiling: the same training step (task loss with mixup / CutMix, AMP, AdamW, scheduler) and the
+    device half of the input pipeline (uint8 -> normalised) on one synthetic uint8 batch kept on the device."""
+    from spmkit.tasks.base import ModelSpec
+    from spmkit.tasks.classification import ClassificationRecipe, ClassificationTask
+    from spmkit.tasks.classification.device_pipeline import normalize_uint8
+    from spmkit.tasks.recipe import load_recipe
+    from spmkit.train.distributed import DistContext
+    from spmkit.train.optim import create_optimizer, create_scheduler
+    from spmkit.train.step import TrainStep
+
+    recipe = load_recipe(ClassificationRecipe, None, [f"batch_size={s['batch']}", "warmup_epochs=0", *s["extra"]])
+    task = ClassificationTask(recipe)
+    info = {"num_classes": classes, "classes": [str(i) for i in range(classes)]}
+    model = task.build_model(ModelSpec(s["model"]), info).to(device)
+    task.setup_training(model, info)
+    optimizer = create_optimizer(model, recipe, recipe.resolved_lr(s["batch"]))
+    scheduler = create_scheduler(optimizer, recipe, s["warmup"] + s["steps"])
+    scaler = torch.amp.GradScaler(device.type, enabled=recipe.amp == "fp16")
+    step = TrainStep(task, model, model, optimizer, scheduler, scaler, None, recipe, DistContext(device=device))
+    cfg = task.data_config(model)
+    images = torch.randint(0, 256, (s["batch"], *cfg["input_size"]), dtype=torch.uint8, device=device)
+    targets = torch.randint(0, classes, (s["batch"],), device=device)
+    skipped = torch.zeros((), dtype=torch.int64, device=device)
+    model.train()
+    clock = StepClock(0, 0, device)
+    for i in range(s["warmup"] + s["steps"]):
+        if i == s["warmup"]:
+            t0 = clock._now()
+        step((normalize_uint8(images, cfg["mean"], cfg["std"], recipe.channels_last), targets, skipped), True)
+    return s["steps"] * s["batch"] / (clock._now() - t0)
+
+
+def _importable(module: str) -> bool:
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def loader_section(run: Run, args: argparse.Namespace, device: torch.device, work: Path) -> None:
+    """Images per second of ``spmkit train`` with the folder, shard and DALI loaders at each worker count,
+    against the model-only ceiling; written to ``run.data["loader"]``."""
+    import math
+
+    s = _loader_settings(args)
+    classes = 10
+    n_train = (s["warmup"] + s["steps"]) * s["batch"]
+    t = time.perf_counter()
+    data = make_imagenet_folder(work / "data", classes=classes, train_per_class=math.ceil(n_train / classes),
+                                val_per_class=1, size=s["img"])
+    sources = {"folder": data, "dali": data}
+    made = {"generate_s": round(time.perf_counter() - t, 1)}
+    if not _importable("webdataset"):
+        run.skip("loader shards", 'webdataset is not installed (pip install "spmkit[data]")')
+    else:
+        from spmkit.data.pack import pack
+
+        t = time.perf_counter()
+        sources["shards"] = pack(data, work / "shards", shard_size=max(64, n_train // 32)).output
+        made["pack_s"] = round(time.perf_counter() - t, 1)
+    if not _importable("nvidia.dali"):
+        run.skip("loader dali", 'NVIDIA DALI is not installed (pip install "spmkit[dali]")')
+        sources.pop("dali")
+    ceiling = _model_only(s, device, classes)
+    rows = []
+    for workers in s["workers"]:
+        for loader in LOADERS:
+            if loader not in sources:
+                continue
+            label = f"loader {loader} x{workers}"
+            rate = run.step(label, lambda loader=loader, workers=workers: _timed_run(
+                sources[loader], work / f"run-{loader}-{workers}", s, loader, workers, device))
+            if rate is not None:
+                rows.append({"loader": loader, "workers": workers, "img_per_s": round(rate, 1),
+                             "of_ceiling": round(rate / ceiling, 3)})
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    run.data["loader"] = {"model": s["model"], "img_size": s["img"], "batch_size": s["batch"],
+                          "timed_steps": s["steps"], "warmup_steps": s["warmup"], "train_images": n_train,
+                          "cpu_cores": os.cpu_count(), "model_only_img_per_s": round(ceiling, 1), "rows": rows,
+                          **made}
+
+
 # -------------------------------------------------------------------------------------------- profile
 def build_entries(table: dict, drop_path: bool) -> dict:
     import spmkit
@@ -432,6 +578,17 @@ def markdown(data: dict) -> str:
                 lines.append(f"| {c['blueprint']} | {c['mixer']} | {c['module']} | {c['precision']} | "
                              f"{', '.join(c['default_kernels'])} | {c.get('fused_only', '-')} | "
                              f"{ {True: 'yes', False: 'NO', None: 'not enforced'}[c['ok']]} |")
+    loader = data.get("loader")
+    if loader:
+        lines += ["", f"Loaders: `spmkit train` of {loader['model']} at {loader['img_size']} px, batch "
+                      f"{loader['batch_size']}, img/s over {loader['timed_steps']} steps after "
+                      f"{loader['warmup_steps']} (generated noise JPEGs of {loader['img_size']} px, "
+                      f"{loader['cpu_cores']} CPU cores); the ceiling is the model alone on a synthetic on-device "
+                      f"batch: {loader['model_only_img_per_s']:.1f} img/s. A loader keeps the device busy when its "
+                      "share of the ceiling is near 1.", "",
+                  "| loader | workers | img/s | of ceiling |", "| --- | ---: | ---: | ---: |"]
+        for r in loader["rows"]:
+            lines.append(f"| {r['loader']} | {r['workers']} | {r['img_per_s']:.1f} | {r['of_ceiling']:.2f} |")
     for key in ("collective", "train", "eval"):
         if data.get(key):
             lines += ["", f"{key}: `{json.dumps(data[key])}`"]
@@ -454,7 +611,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", default=",".join(MODES), help=f"comma list of {', '.join(MODES)}")
     ap.add_argument("--compile-train", action="store_true", help="also time compiled training steps")
     ap.add_argument("--budget-s", type=float, default=420.0, help="skip profile modes once this much time is spent")
-    ap.add_argument("--skip", default="", help="comma list of steps to leave out: sdpa, collective, train, profile")
+    ap.add_argument("--skip", default="",
+                    help="comma list of steps to leave out: sdpa, collective, train, profile, loader")
+    ints = lambda text: [int(v) for v in text.split(",") if v.strip()]  # noqa: E731
+    ap.add_argument("--loader-workers", type=ints, default=None,
+                    help="loader section: comma list of CPU worker counts (DALI: threads) per run (default 4,8; "
+                         "smoke 1)")
+    ap.add_argument("--loader-steps", type=int, default=None, help="loader section: timed steps (default 30, smoke 2)")
+    ap.add_argument("--loader-warmup", type=int, default=None,
+                    help="loader section: untimed steps first (default 10, smoke 1)")
+    ap.add_argument("--loader-batch", type=int, default=None, help="loader section: batch size (default 128, smoke 4)")
     args = ap.parse_args(argv)
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in args.modes if m not in MODES]
@@ -510,6 +676,9 @@ def main(argv: list[str] | None = None) -> int:
         gc.collect()
         gc.freeze()
         profile_modes(run, args, device)
+    if "loader" not in skip:
+        with tempfile.TemporaryDirectory(prefix="spmkit-acceptance-loader-") as work:
+            run.step("loader", lambda: loader_section(run, args, device, Path(work)))
     run.data["elapsed_s"] = round(run.elapsed(), 1)
     run.data["ok"] = not run.data["failures"]
     args.out.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@ so the script cannot rot while no GPU is around."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -57,3 +58,34 @@ def test_smoke_run_writes_every_step(tmp_path: Path) -> None:
     assert data["eval"]["metrics"]["top1"] == pytest.approx(data["train"]["metrics"]["top1"])
     md = (tmp_path / "gpu_acceptance.md").read_text()
     assert "| fp32 | spmkit tiny_swin | timm swin_tiny_patch4_window7_224 |" in md and "Skipped:" in md
+
+
+@pytest.mark.parametrize("hide_dali", [False, True])
+def test_loader_section_measures_each_loader_against_the_ceiling(tmp_path: Path, monkeypatch, hide_dali: bool) -> None:
+    """Issue 20: img/s of the folder, shard and DALI loaders per worker count, beside the model-only ceiling;
+    DALI skipped with the install command when it is not there."""
+    pytest.importorskip("webdataset")
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.gpu_acceptance import main
+
+    if hide_dali:
+        monkeypatch.setitem(sys.modules, "nvidia.dali", None)
+    has_dali = not hide_dali and importlib.util.find_spec("nvidia") is not None \
+        and importlib.util.find_spec("nvidia.dali") is not None
+    rc = main(["--device", "cpu", "--smoke", "--skip", "sdpa,collective,train,profile", "--out", str(tmp_path),
+               "--loader-workers", "0,1"])
+    data = json.loads((tmp_path / "gpu_acceptance.json").read_text())
+    assert rc == 0 and data["ok"], data["failures"]
+    section = data["loader"]
+    loaders = {"folder", "shards"} | ({"dali"} if has_dali else set())
+    assert {(r["loader"], r["workers"]) for r in section["rows"]} == {(x, w) for x in loaders for w in (0, 1)}
+    assert section["model_only_img_per_s"] > 0 and section["train_images"] == (1 + 2) * 4
+    for r in section["rows"]:
+        assert r["img_per_s"] > 0
+        assert r["of_ceiling"] == pytest.approx(r["img_per_s"] / section["model_only_img_per_s"], abs=2e-3)
+    skipped = {s["step"]: s["reason"] for s in data["skipped"]}
+    assert ("loader dali" in skipped) == (not has_dali)
+    if not has_dali:
+        assert 'pip install "spmkit[dali]"' in skipped["loader dali"]
+    md = (tmp_path / "gpu_acceptance.md").read_text()
+    assert "| folder | 1 |" in md and ("| dali | 0 |" in md) == has_dali

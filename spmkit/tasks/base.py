@@ -18,7 +18,8 @@ What the engine calls, in this order (``self.recipe`` is a validated ``recipe_cl
     info  = task.data_info(data_dir)                  # scan the data once; DataError on a bad folder
     model = task.build_model(model_spec, info)        # nn.Module on the CPU, fp32
     task.load_init_weights(model, path)               # only with recipe.init / --init
-    train = task.build_dataset(data_dir, "train", model, info)
+    loaders = task.build_loaders(data_dir, model, info, rank, world_size)  # None: the two datasets below
+    train = task.build_dataset(data_dir, "train", model, info)       # in torch DataLoaders
     val   = task.build_dataset(data_dir, "val", model, info)
     task.setup_training(model, info)                  # e.g. build mixup and the loss
     for each batch (already moved to the device by task.to_device):
@@ -60,7 +61,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Literal, Protocol
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Literal, NamedTuple, Protocol
 
 import torch
 from torch import nn
@@ -106,6 +107,18 @@ class PredictOptions:
 
     top_k: int = 5
     score_threshold: float = 0.5
+
+
+class Loaders(NamedTuple):
+    """A task's own training data (:meth:`Task.build_loaders`): ``train_sampler`` answers ``len()`` (samples of
+    this process per epoch), ``set_epoch`` and ``set_start``; ``val_loader`` gives each process a disjoint
+    share of the split, together every sample once."""
+
+    train_loader: Iterable[Any]
+    val_loader: Iterable[Any]
+    train_sampler: Any
+    n_train: int
+    n_val: int
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -201,6 +214,12 @@ class Task(ABC):
     @abstractmethod
     def build_dataset(self, data_dir: Path, split: Split, model: nn.Module, info: dict[str, Any]) -> Dataset:
         """The ``split`` dataset with its transforms (train: augmentation; val: evaluation transform)."""
+
+    def build_loaders(self, data_dir: Path, model: nn.Module, info: dict[str, Any], rank: int,
+                      world_size: int) -> Loaders | None:
+        """Training loaders of the task's own (e.g. DALI, ``loader: dali``) instead of ``build_dataset`` in
+        torch DataLoaders; ``None`` (the default) for those. Batches are what ``to_device`` takes."""
+        return None
 
     def eval_data_info(self, data_dir: Path, stored: dict[str, Any] | None) -> dict[str, Any]:
         """``info`` for evaluating ``data_dir``: ``stored`` (from the checkpoint) checked against the folder,

@@ -30,7 +30,7 @@ from spmkit.data.sampling import loader_sampler, process_sampler
 from spmkit.train.worker_errors import SafeLoader
 from spmkit.train.worker_seed import PassSeededDataset, PassSeedSampler
 from spmkit.errors import CheckpointError, DataError
-from spmkit.tasks.base import ModelSpec, Task, unwrap
+from spmkit.tasks.base import Loaders, ModelSpec, Task, unwrap
 from spmkit.io.user_code import task_class
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ def _model(cfg: "TrainConfig", task: Task, ckpt: dict[str, Any] | None, info: di
     return spec, model
 
 
-def _data(task: Task, data: Path, model: nn.Module, info: dict[str, Any], ctx: DistContext) -> dict[str, Any]:
+def _torch_loaders(task: Task, data: Path, model: nn.Module, info: dict[str, Any], ctx: DistContext) -> Loaders:
     recipe = task.recipe
     train_ds = task.build_dataset(data, "train", model, info)
     val_ds = task.build_dataset(data, "val", model, info)
@@ -172,16 +172,23 @@ def _data(task: Task, data: Path, model: nn.Module, info: dict[str, Any], ctx: D
     train_sampler = process_sampler(train_ds, ctx.rank, ctx.world_size, shuffle=True, seed=recipe.seed, pad=True,
                                     batch_size=bs)  # folders: a ShardSampler; shards: the stream's own plan
     val_sampler = process_sampler(val_ds, ctx.rank, ctx.world_size, shuffle=False, pad=False)
-    batches = len(train_sampler) // bs // recipe.accum_steps * recipe.accum_steps
-    if batches == 0:
-        raise DataError(f"{data}/train has {len(train_ds)} images: fewer than one step of "
-                        f"{bs} x {recipe.accum_steps} (accumulation) x {ctx.world_size} processes.")
     workers = recipe.resolved_workers()
-    return dict(
-        train_loader=_loader(train_ds, train_sampler, bs, workers, task.collate_fn("train"), True, ctx.device),
-        val_loader=_loader(val_ds, val_sampler, bs, workers, task.collate_fn("val"), False, ctx.device),
-        train_sampler=train_sampler, batches=batches, updates_per_epoch=batches // recipe.accum_steps,
-        n_train=len(train_ds), n_val=len(val_ds))
+    return Loaders(_loader(train_ds, train_sampler, bs, workers, task.collate_fn("train"), True, ctx.device),
+                   _loader(val_ds, val_sampler, bs, workers, task.collate_fn("val"), False, ctx.device),
+                   train_sampler, len(train_ds), len(val_ds))
+
+
+def _data(task: Task, data: Path, model: nn.Module, info: dict[str, Any], ctx: DistContext) -> dict[str, Any]:
+    recipe = task.recipe
+    loaders = task.build_loaders(data, model, info, ctx.rank, ctx.world_size)  # e.g. DALI (loader: dali)
+    if loaders is None:
+        loaders = _torch_loaders(task, data, model, info, ctx)
+    bs = recipe.batch_size
+    batches = len(loaders.train_sampler) // bs // recipe.accum_steps * recipe.accum_steps
+    if batches == 0:
+        raise DataError(f"{data}/train has {loaders.n_train} images: fewer than one step of "
+                        f"{bs} x {recipe.accum_steps} (accumulation) x {ctx.world_size} processes.")
+    return dict(loaders._asdict(), batches=batches, updates_per_epoch=batches // recipe.accum_steps)
 
 
 def _restore(t: Training, ckpt: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from spmkit.tasks.classification.device_pipeline import DeviceErasing, normalize
 from spmkit.tasks.recipe import TrainRecipe
 from spmkit.errors import DataError, SpmkitError, shorten
 from spmkit.registry import TASKS
-from spmkit.tasks.base import ModelSpec, PredictOptions, Split, Task, unwrap
+from spmkit.tasks.base import Loaders, ModelSpec, PredictOptions, Split, Task, unwrap
 from spmkit.tasks.skip_count import SkipCount
 
 log = logging.getLogger("spmkit.tasks.classification")
@@ -55,6 +55,14 @@ class ClassificationRecipe(TrainRecipe):
     prefetch: Literal["auto", "on", "off"] = Field(
         "auto", description="device-side input pipeline: uint8 batches copied pinned and non-blocking, "
                             "normalisation and random erasing on the device; auto -> on for CUDA")
+
+    loader: Literal["torch", "dali"] = Field(
+        "torch", description="torch: PIL decoding in DataLoader workers with timm's transforms; dali: NVIDIA DALI "
+        "(pip install \"spmkit[dali]\") decodes and crops JPEGs on the GPU (CPU-only with --devices cpu) from "
+        "ImageNet folders and webdataset shards, feeding the device pipeline (prefetch is then ignored). Its "
+        "augmentations differ from timm's: RandAugment is DALI's (always n ops, no mstd noise, fill 128), colour "
+        "jitter in a fixed order, train_interpolation random -> bicubic, resizes by DALI (antialiased); and an "
+        "unreadable image stops the run instead of being skipped (docs/training.md, 'The DALI loader')")
 
     @field_validator("prefetch", mode="before")
     @classmethod
@@ -93,6 +101,10 @@ class ClassificationRecipe(TrainRecipe):
             raise ValueError(f"augmentation settings timm cannot use (auto_augment {shorten(self.auto_augment)}, "
                              f"train_interpolation {shorten(self.train_interpolation)}): "
                              f"{shorten(detail, 200, quote=False)}") from None
+        if self.loader == "dali":
+            from spmkit.data.dali import check_settings
+
+            check_settings(self.auto_augment, self.train_interpolation)
         return self
 
 
@@ -170,6 +182,11 @@ class ClassificationTask(Task):
 
     def data_info(self, data_dir: Path) -> dict[str, Any]:
         source = self.source(data_dir)
+        if self.recipe.loader == "dali":  # before anything else: DALI installed, a source it reads
+            from spmkit.data.dali import require_dali, supports
+
+            require_dali()
+            supports(source.kind, source.spec)
         classes = source.classes("train")
         source.classes("val")  # a missing val split fails now, not after the first epoch
         n = self.recipe.num_classes
@@ -239,6 +256,31 @@ class ClassificationTask(Task):
         return self.source(data_dir).dataset(split, info["classes"], tf,
                                              "substitute" if split == "train" else "leave_out",
                                              num_samples=r.train_num_samples if split == "train" else r.val_num_samples)
+
+    def build_loaders(self, data_dir: Path, model: nn.Module, info: dict[str, Any], rank: int,
+                      world_size: int) -> Loaders | None:
+        """``loader: dali``: DALI decodes and crops (see :mod:`spmkit.data.dali`); its uint8 batches go
+        through the device pipeline (normalisation, random erasing, mixup / CutMix) as with ``prefetch``."""
+        r = self.recipe
+        if r.loader != "dali":
+            return None
+        from spmkit.data.dali import EvalCrop, TrainAugment, dali_input, dali_loaders
+
+        cfg = self.data_config(model)
+        device = next(iter(unwrap(model).parameters()), torch.empty(0)).device
+        self._norm = (tuple(cfg["mean"]), tuple(cfg["std"]))
+        self._erasing = DeviceErasing(r.reprob, r.remode, r.recount, device) if r.reprob > 0 else None
+        size = tuple(cfg["input_size"][-2:])
+        source = self.source(data_dir)
+        manifest = source.manifest if source.kind == "shards" else None
+        train, val = (dali_input(source.kind, source.spec, split, info["classes"], manifest)
+                      for split in ("train", "val"))
+        aug = TrainAugment(size, tuple(r.scale), r.hflip, r.train_interpolation, r.auto_augment, r.color_jitter)
+        crop = EvalCrop(size, float(cfg["crop_pct"]), str(cfg["interpolation"]))
+        train_loader, val_loader = dali_loaders(train, val, aug, crop, batch_size=r.batch_size,
+                                                workers=r.resolved_workers(), seed=r.seed, rank=rank,
+                                                world_size=world_size, device=device)
+        return Loaders(train_loader, val_loader, train_loader, train.count, val.count)
 
     def collate_fn(self, split: Split):
         """Batches ``(images, targets, skipped)``: ``skipped`` counts the batch's unreadable images (left
