@@ -402,7 +402,7 @@ class ClassificationTask(Task):
             totals[3] += hit.sum()
         ctx.all_reduce_sum(totals)
         if getattr(ctx, "is_main", True):  # a stream's given (or published) length that it did not yield: said once
-            note_read(loader.dataset, int(totals[0] + totals[4]))
+            note_read(getattr(loader, "dataset", None), int(totals[0] + totals[4]))  # DALI loaders have none
         n = max(float(totals[0]), 1.0)
         return {
             "top1": 100.0 * float(totals[2]) / n,
