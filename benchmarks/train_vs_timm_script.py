@@ -1,8 +1,8 @@
 """Whole training runs: timm's own ``train.py`` against ``spmkit train --blueprint timm:NAME``.
 
 Both train the same timm model on the same ImageNet-layout folder with the same recipe; runs alternate
-(timm, spmkit, timm, spmkit, ...) so that machine noise hits both alike, and the best of ``--rounds`` is
-reported: whole-run wall time (process start to exit, start-up included), CPU time of the process tree,
+(timm, spmkit, spmkit, timm, ...: neither always runs first) so that machine noise hits both alike, and
+the best of ``--rounds`` is reported (with more than two rounds also the median ratio): whole-run wall time (process start to exit, start-up included), CPU time of the process tree,
 training epoch time and images/s, and the ratios spmkit / timm (time: < 1 = spmkit faster; img/s: > 1 =
 spmkit faster), with both runs' final top-1.
 
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     timm_runs: list[Result] = []
     sp_runs: list[Result] = []
     for i in range(args.rounds):
-        for name in ("timm", "spmkit"):
+        for name in ("timm", "spmkit") if i % 2 == 0 else ("spmkit", "timm"):  # ABBA: neither always goes first
             out = work / f"{name}_{i}"
             shutil.rmtree(out, ignore_errors=True)
             log = work / f"{name}_{i}.log"
@@ -253,6 +253,11 @@ def main(argv: list[str] | None = None) -> None:
           f"cpu {ratio(b.cpu_s, a.cpu_s):.3f}x, "
           f"epoch {ratio(min(b.epoch_s, default=0), min(a.epoch_s, default=0)):.3f}x, "
           f"img/s {ratio(max(b.images_per_s, default=0), max(a.images_per_s, default=0)):.3f}x (> 1: spmkit faster)")
+    if args.rounds > 2:
+        import statistics
+
+        med = ratio(statistics.median(r.wall_s for r in sp_runs), statistics.median(r.wall_s for r in timm_runs))
+        print(f"  median of {args.rounds}: whole run {med:.3f}x")
 
 
 if __name__ == "__main__":
