@@ -104,10 +104,11 @@ def test_requeued_two_process_job_resumes_at_the_step_it_stopped(cluster: SlurmC
 def test_time_limit_advance_signal_checkpoints_and_requeues_the_job(cluster: SlurmCluster, data: Path,
                                                                     tmp_path: Path) -> None:
     run, log = tmp_path / "run", tmp_path / "job.log"
-    # far more training than two minutes; SLURM sends USR1 60 s before the limit (it checks every ~30 s), so
+    # far more training than two minutes (200 epochs of this tiny run can take under a minute); SLURM sends
+    # USR1 60 s before the limit (it checks every ~30 s), so
     # 60 to 90 s after the start: time for the start-up and a few steps on a busy machine
     body = (f"srun {_spmkit()} train --blueprint tiny_pvt --data {data} --output {run} --device cpu --nproc 2 "
-            f"--auto-resume --requeue-signal USR1 --epochs 200 --batch-size 2 --workers 0 --set img_size=32 "
+            f"--auto-resume --requeue-signal USR1 --epochs 20000 --batch-size 2 --workers 0 --set img_size=32 "
             f"--set log_every_steps=1")
     job = cluster.sbatch(_script(tmp_path / "job.sh", log, body, "--time=2", "--signal=USR1@60"))
     try:
