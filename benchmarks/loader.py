@@ -94,6 +94,10 @@ def _timm_loader(folder: str, pipeline: str, size: int, batch: int, workers: int
                            persistent_workers=False)
     if pipeline != "imagenet":  # the same transform as spmkit's cell
         loader.dataset.transform = _transform(pipeline, size)
+    else:  # timm's own transform, with the posterize fix spmkit's has (0 bits raises on today's Pillow)
+        from spmkit.data.posterize import patch_posterize
+
+        loader.dataset.transform = patch_posterize(loader.dataset.transform)
     return loader
 
 
